@@ -1,0 +1,496 @@
+//! Reading and writing the files of a keyed dataset.
+//!
+//! A reader opens a dataset with [`KeyedDataset::open`] (manifest + index, no
+//! key file touched), lists keys and their date ranges from the index, and
+//! reads one key's rows — already in date order — with only the columns it
+//! asks for via [`KeyedDataset::read_key`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{Array, Date32Array, RecordBatch, RecordBatchReader, TimestampMicrosecondArray};
+use arrow::datatypes::{Field, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::atomic::AtomicFile;
+use crate::error::{ContractError, IoContext};
+use crate::index::{self, IndexEntry};
+use crate::manifest::{FileFormat, Manifest};
+use crate::types::ColumnType;
+
+/// An opened keyed dataset: manifest and index in memory, key files on disk.
+#[derive(Debug)]
+pub struct KeyedDataset {
+    dir: PathBuf,
+    manifest: Manifest,
+    entries: Vec<IndexEntry>,
+    by_key: HashMap<String, usize>,
+    schema: SchemaRef,
+}
+
+impl KeyedDataset {
+    /// Open `dir`, validating the manifest and the index. Opens no key file.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, ContractError> {
+        let dir = dir.as_ref().to_path_buf();
+        let manifest = Manifest::read(&dir)?;
+        let entries = index::read_index(&dir, manifest.date_type(), manifest.file_format)?;
+        if entries.len() as u64 != manifest.statistics.keys {
+            return Err(ContractError::BadIndex {
+                path: dir.join(crate::manifest::INDEX_FILE),
+                reason: format!(
+                    "{} keys in the index, {} in the manifest",
+                    entries.len(),
+                    manifest.statistics.keys
+                ),
+            });
+        }
+        let by_key = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key.clone(), i))
+            .collect();
+        let schema = Arc::new(Schema::new(
+            manifest
+                .columns
+                .iter()
+                .map(|c| {
+                    let nullable = c.name != manifest.key_column && c.name != manifest.date_column;
+                    Field::new(&c.name, c.column_type.arrow(), nullable)
+                })
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Self {
+            dir,
+            manifest,
+            entries,
+            by_key,
+            schema,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The full schema of every key file.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Index entries, sorted by key.
+    pub fn entries(&self) -> &[IndexEntry] {
+        &self.entries
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.key.as_str())
+    }
+
+    pub fn entry(&self, key: &str) -> Option<&IndexEntry> {
+        self.by_key.get(key).map(|&i| &self.entries[i])
+    }
+
+    pub fn path_of(&self, entry: &IndexEntry) -> PathBuf {
+        self.dir.join(&entry.file)
+    }
+
+    /// Check that every requested column exists.
+    pub fn check_columns(&self, columns: &[&str]) -> Result<(), ContractError> {
+        for c in columns {
+            if self.manifest.column(c).is_none() {
+                return Err(ContractError::UnknownColumn {
+                    path: self.dir.clone(),
+                    column: (*c).to_owned(),
+                    available: self.manifest.column_names().join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One key's rows in date order; `columns` (in the order given) or all.
+    pub fn read_key(
+        &self,
+        key: &str,
+        columns: Option<&[&str]>,
+    ) -> Result<RecordBatch, ContractError> {
+        let entry = self.entry(key).ok_or_else(|| ContractError::UnknownKey {
+            path: self.dir.clone(),
+            key: key.to_owned(),
+        })?;
+        self.read_entry(entry, columns)
+    }
+
+    /// Like [`KeyedDataset::read_key`] for an entry of this dataset's index.
+    pub fn read_entry(
+        &self,
+        entry: &IndexEntry,
+        columns: Option<&[&str]>,
+    ) -> Result<RecordBatch, ContractError> {
+        let all = self.manifest.column_names();
+        let wanted: Vec<&str> = columns.map(<[&str]>::to_vec).unwrap_or(all);
+        self.check_columns(&wanted)?;
+        let path = self.path_of(entry);
+        let batch = match self.manifest.file_format {
+            FileFormat::Parquet => read_parquet(&path, &wanted)?,
+            FileFormat::Arrow => read_arrow_ipc(&path, &wanted)?,
+            FileFormat::Csv => read_csv(&path, &self.schema, &wanted)?,
+        };
+        for name in &wanted {
+            let expected = self.manifest.column(name).expect("checked").column_type;
+            let col = batch
+                .column_by_name(name)
+                .ok_or_else(|| ContractError::BadColumn {
+                    path: path.clone(),
+                    column: (*name).to_owned(),
+                    reason: "is missing from the file".into(),
+                })?;
+            if col.data_type() != &expected.arrow() {
+                return Err(ContractError::BadColumn {
+                    path: path.clone(),
+                    column: (*name).to_owned(),
+                    reason: format!(
+                        "has type {} in the file, the manifest says {}",
+                        col.data_type(),
+                        expected
+                    ),
+                });
+            }
+        }
+        if batch.num_rows() as u64 != entry.rows {
+            return Err(ContractError::BadFile {
+                path,
+                reason: format!(
+                    "has {} rows, the index says {}",
+                    batch.num_rows(),
+                    entry.rows
+                ),
+            });
+        }
+        Ok(batch)
+    }
+}
+
+fn project_in_order(
+    batch: RecordBatch,
+    wanted: &[&str],
+    path: &Path,
+) -> Result<RecordBatch, ContractError> {
+    let schema = batch.schema();
+    let indices = wanted
+        .iter()
+        .map(|name| {
+            schema.index_of(name).map_err(|_| ContractError::BadColumn {
+                path: path.to_path_buf(),
+                column: (*name).to_owned(),
+                reason: "is missing from the file".into(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    batch
+        .project(&indices)
+        .map_err(|source| ContractError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn concat(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    path: &Path,
+) -> Result<RecordBatch, ContractError> {
+    arrow::compute::concat_batches(&schema, &batches).map_err(|source| ContractError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_parquet(path: &Path, wanted: &[&str]) -> Result<RecordBatch, ContractError> {
+    let perr = |source| ContractError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).at(path)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    let file_schema = builder.schema().clone();
+    let mut roots = Vec::with_capacity(wanted.len());
+    for name in wanted {
+        match file_schema.index_of(name) {
+            Ok(i) => roots.push(i),
+            Err(_) => {
+                return Err(ContractError::BadColumn {
+                    path: path.to_path_buf(),
+                    column: (*name).to_owned(),
+                    reason: "is missing from the file".into(),
+                })
+            }
+        }
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(perr)?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| ContractError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    project_in_order(concat(schema, batches, path)?, wanted, path)
+}
+
+fn read_arrow_ipc(path: &Path, wanted: &[&str]) -> Result<RecordBatch, ContractError> {
+    let aerr = |source| ContractError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).at(path)?;
+    let probe = arrow::ipc::reader::FileReader::try_new(file, None).map_err(aerr)?;
+    let file_schema = probe.schema();
+    let indices = wanted
+        .iter()
+        .map(|name| file_schema.index_of(name).ok())
+        .collect::<Option<Vec<_>>>();
+    let Some(indices) = indices else {
+        return project_in_order(RecordBatch::new_empty(file_schema), wanted, path);
+    };
+    let file = File::open(path).at(path)?;
+    let reader = arrow::ipc::reader::FileReader::try_new(file, Some(indices)).map_err(aerr)?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(aerr)?;
+    project_in_order(concat(schema, batches, path)?, wanted, path)
+}
+
+fn read_csv(
+    path: &Path,
+    schema: &SchemaRef,
+    wanted: &[&str],
+) -> Result<RecordBatch, ContractError> {
+    let aerr = |source| ContractError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    };
+    let indices = wanted
+        .iter()
+        .map(|n| schema.index_of(n).expect("checked against the manifest"))
+        .collect::<Vec<_>>();
+    let file = File::open(path).at(path)?;
+    let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+        .with_header(true)
+        .with_projection(indices)
+        .with_batch_size(64 * 1024)
+        .build(file)
+        .map_err(aerr)?;
+    let out_schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(aerr)?;
+    project_in_order(concat(out_schema, batches, path)?, wanted, path)
+}
+
+/// Parquet compression codecs a producer may choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    None,
+    Snappy,
+    Lz4,
+    Zstd(i32),
+}
+
+impl Codec {
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.to_ascii_lowercase();
+        Some(match s.as_str() {
+            "none" | "uncompressed" => Codec::None,
+            "snappy" => Codec::Snappy,
+            "lz4" => Codec::Lz4,
+            "zstd" => Codec::Zstd(1),
+            _ => {
+                let level: i32 = s.strip_prefix("zstd:")?.parse().ok()?;
+                ZstdLevel::try_new(level).ok()?;
+                Codec::Zstd(level)
+            }
+        })
+    }
+
+    fn parquet(self) -> Compression {
+        match self {
+            Codec::None => Compression::UNCOMPRESSED,
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::Lz4 => Compression::LZ4_RAW,
+            Codec::Zstd(l) => Compression::ZSTD(ZstdLevel::try_new(l).unwrap_or_default()),
+        }
+    }
+}
+
+/// Writes key files in one dataset's format.
+#[derive(Debug, Clone)]
+pub struct KeyFileWriter {
+    format: FileFormat,
+    key_column: String,
+    date_column: String,
+    date_type: ColumnType,
+    props: WriterProperties,
+    /// fsync + rename each file (writing into a live dataset). Off inside a
+    /// staging directory, which is made durable as a whole before publishing.
+    durable: bool,
+}
+
+impl KeyFileWriter {
+    pub fn new(
+        format: FileFormat,
+        codec: Codec,
+        key_column: &str,
+        date_column: &str,
+        date_type: ColumnType,
+        durable: bool,
+    ) -> Self {
+        // Dictionary pages help the key column (one value per file) and cost
+        // time and bytes on float columns, whose values rarely repeat.
+        let props = WriterProperties::builder()
+            .set_compression(codec.parquet())
+            .set_dictionary_enabled(false)
+            .set_column_dictionary_enabled(ColumnPath::from(key_column), true)
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_created_by(format!("kiln {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        Self {
+            format,
+            key_column: key_column.to_owned(),
+            date_column: date_column.to_owned(),
+            date_type,
+            props,
+            durable,
+        }
+    }
+
+    /// Write `batch` (one key's rows, in date order) into `dir` and return
+    /// its index entry. `metadata` lands in the parquet footer.
+    pub fn write(
+        &self,
+        dir: &Path,
+        key: &str,
+        batch: &RecordBatch,
+        metadata: &[(String, String)],
+    ) -> Result<IndexEntry, ContractError> {
+        let file_name = index::key_file_name(key, self.format);
+        let path = dir.join(&file_name);
+        let (first_date, last_date) = date_range(batch, &self.date_column, self.date_type)
+            .ok_or_else(|| ContractError::BadColumn {
+                path: path.clone(),
+                column: self.date_column.clone(),
+                reason: "is empty or has nulls".into(),
+            })?;
+        if self.durable {
+            let mut out = AtomicFile::create(&path)?;
+            let file = self.encode(out.take_file(), &path, key, batch, metadata)?;
+            out.commit_file(file)?;
+        } else {
+            let file = File::create(&path).at(&path)?;
+            self.encode(file, &path, key, batch, metadata)?;
+        }
+        let bytes = std::fs::metadata(&path).at(&path)?.len();
+        Ok(IndexEntry {
+            key: key.to_owned(),
+            file: file_name,
+            rows: batch.num_rows() as u64,
+            first_date,
+            last_date,
+            bytes,
+        })
+    }
+
+    fn encode(
+        &self,
+        file: File,
+        path: &Path,
+        key: &str,
+        batch: &RecordBatch,
+        metadata: &[(String, String)],
+    ) -> Result<File, ContractError> {
+        let perr = |source| ContractError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let aerr = |source| ContractError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        };
+        match self.format {
+            FileFormat::Parquet => {
+                let mut writer =
+                    ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
+                        .map_err(perr)?;
+                writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
+                writer.append_key_value_metadata(KeyValue::new(
+                    "kiln.key_column".into(),
+                    self.key_column.clone(),
+                ));
+                for (k, v) in metadata {
+                    writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
+                }
+                writer.write(batch).map_err(perr)?;
+                writer.into_inner().map_err(perr)
+            }
+            FileFormat::Arrow => {
+                let mut writer =
+                    arrow::ipc::writer::FileWriter::try_new(BufWriter::new(file), &batch.schema())
+                        .map_err(aerr)?;
+                writer.write(batch).map_err(aerr)?;
+                writer.finish().map_err(aerr)?;
+                writer
+                    .into_inner()
+                    .map_err(aerr)?
+                    .into_inner()
+                    .map_err(|e| ContractError::io(path, e.into_error()))
+            }
+            FileFormat::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(BufWriter::new(file));
+                writer.write(batch).map_err(aerr)?;
+                writer
+                    .into_inner()
+                    .into_inner()
+                    .map_err(|e| ContractError::io(path, e.into_error()))
+            }
+        }
+    }
+}
+
+/// First and last value of the date column (rows are in date order).
+pub fn date_range(
+    batch: &RecordBatch,
+    date_column: &str,
+    date_type: ColumnType,
+) -> Option<(i64, i64)> {
+    let col = batch.column_by_name(date_column)?;
+    if col.is_empty() || col.null_count() > 0 {
+        return None;
+    }
+    let values: Vec<i64> = match date_type {
+        ColumnType::TimestampUs => {
+            let a = col.as_any().downcast_ref::<TimestampMicrosecondArray>()?;
+            vec![a.value(0), a.value(a.len() - 1)]
+        }
+        _ => {
+            let a = col.as_any().downcast_ref::<Date32Array>()?;
+            vec![i64::from(a.value(0)), i64::from(a.value(a.len() - 1))]
+        }
+    };
+    Some((values[0], values[1]))
+}

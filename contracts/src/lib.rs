@@ -1,0 +1,32 @@
+//! On-disk contracts shared by every Kiln stage.
+//!
+//! Stages never import each other; they meet only through files. This crate is
+//! the single definition of those files:
+//!
+//! * [`keys`] — how a key (a river segment id, a stock symbol) becomes a file
+//!   name that can never escape its directory, reversibly.
+//! * [`atomic`] — temp + fsync + rename for files, and staging directories that
+//!   appear complete or not at all.
+//! * [`types`] — the column types a keyed dataset may hold.
+//! * [`manifest`], [`index`], [`dataset`] — the keyed-dataset directory:
+//!   `_dataset.json`, `_index.parquet`, one file per key.
+//! * [`dates`] — parsing the date layouts users' exports contain.
+//! * [`mem`] — peak resident memory of this process, for stage summaries.
+//!
+//! The format is documented for humans in `docs/CONTRACTS.md`.
+
+pub mod atomic;
+pub mod dataset;
+pub mod dates;
+pub mod error;
+pub mod index;
+pub mod keys;
+pub mod manifest;
+pub mod mem;
+pub mod types;
+
+pub use dataset::KeyedDataset;
+pub use error::ContractError;
+pub use index::IndexEntry;
+pub use manifest::{FileFormat, Manifest};
+pub use types::ColumnType;
