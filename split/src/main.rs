@@ -1,0 +1,49 @@
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use kiln_split::cli::Args;
+use kiln_split::error::exit;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.verbose);
+    let (json, quiet) = (args.json, args.quiet);
+    let command: Vec<String> = std::env::args().collect();
+    let result = args
+        .into_options(std::io::stderr().is_terminal(), command)
+        .and_then(|opts| kiln_split::run(&opts));
+    match result {
+        Ok(summary) => {
+            if !quiet {
+                eprint!("{}", summary.human());
+            }
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).expect("summary serializes")
+                );
+            }
+            ExitCode::from(exit::OK as u8)
+        }
+        Err(e) => {
+            eprintln!("kiln-split: error: {e:#}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
