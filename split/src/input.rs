@@ -223,6 +223,12 @@ impl CsvSource {
                 return Ok(None);
             }
             if self.eof {
+                if let Some(line) = unterminated_quote_line(&self.pending, self.quote) {
+                    return Err(self.bad(
+                        self.next_line + line,
+                        "quoted field never closed before the end of the input",
+                    ));
+                }
                 break self.pending.len();
             }
             if let Some(end) = last_record_end(&self.pending, self.quote) {
@@ -248,6 +254,24 @@ impl CsvSource {
         self.next_line += memchr::memchr_iter(b'\n', &chunk.data).count() as u64;
         Ok(Some(chunk))
     }
+}
+
+/// If `buf` (whole records from a record start) ends inside a quoted field,
+/// the 0-based line offset where that field's quote opened.
+fn unterminated_quote_line(buf: &[u8], quote: u8) -> Option<u64> {
+    memchr::memchr(quote, buf)?;
+    let (mut in_quotes, mut line, mut opened_at) = (false, 0u64, 0u64);
+    for i in memchr::memchr2_iter(quote, b'\n', buf) {
+        if buf[i] == quote {
+            in_quotes = !in_quotes;
+            if in_quotes {
+                opened_at = line;
+            }
+        } else {
+            line += 1;
+        }
+    }
+    in_quotes.then_some(opened_at)
 }
 
 /// End of the first record in `buf` (quote-aware), if complete.
@@ -374,6 +398,8 @@ mod tests {
         assert_eq!(last_record_end(b"a,\"x\ny\"\nc", b'"'), Some(8));
         assert_eq!(last_record_end(b"a,\"x\ny", b'"'), None);
         assert_eq!(first_record_end(b"h,\"a\nb\"\nx\n", b'"'), Some(8));
+        assert_eq!(unterminated_quote_line(b"a,b\nc,\"d\ne\n", b'"'), Some(1));
+        assert_eq!(unterminated_quote_line(b"a,\"b\"\"\"\n", b'"'), None);
     }
 
     #[test]
