@@ -130,6 +130,7 @@ pub struct StagingDir {
     lock_path: PathBuf,
     lock: Option<File>,
     fsync_each: bool,
+    files_synced: bool,
     stale_removed: usize,
 }
 
@@ -160,6 +161,7 @@ impl StagingDir {
             lock_path,
             lock: Some(lock),
             fsync_each: false,
+            files_synced: false,
             stale_removed,
         })
     }
@@ -184,13 +186,23 @@ impl StagingDir {
         self.fsync_each = on;
     }
 
+    /// Declare that every file in the directory was already fsynced (through a
+    /// [`BackgroundSync`]), so publishing only needs to sync the directory.
+    pub fn set_files_synced(&mut self, synced: bool) {
+        self.files_synced = synced;
+    }
+
     /// Make every file durable, then move the directory into place.
     ///
     /// With `replace`, an existing output is swapped out atomically and then
     /// deleted — but only when it is a Kiln dataset or an empty directory, so
     /// a mistyped `--out ~ --force` cannot delete a home directory.
     pub fn publish(mut self, replace: bool) -> Result<(), ContractError> {
-        sync_tree(&self.path, self.fsync_each)?;
+        if self.files_synced {
+            sync_dir(&self.path)?;
+        } else {
+            sync_tree(&self.path, self.fsync_each)?;
+        }
         let exists = fs::symlink_metadata(&self.final_path).is_ok();
         if exists {
             if !replace {
@@ -218,6 +230,62 @@ impl Drop for StagingDir {
         }
         let _ = fs::remove_file(&self.lock_path);
         self.lock.take();
+    }
+}
+
+/// fsyncs files on a background thread while the caller writes the next ones,
+/// so that making a whole directory durable overlaps with producing it.
+/// Bounded: a writer that outruns the disk waits (and never holds more than a
+/// few dozen open files).
+pub struct BackgroundSync {
+    tx: Option<std::sync::mpsc::SyncSender<(PathBuf, File)>>,
+    handle: Option<std::thread::JoinHandle<Result<(), ContractError>>>,
+}
+
+/// The sending side of a [`BackgroundSync`], shareable between writer threads.
+pub type SyncQueue = std::sync::mpsc::SyncSender<(PathBuf, File)>;
+
+impl BackgroundSync {
+    pub fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(PathBuf, File)>(32);
+        let handle = std::thread::spawn(move || {
+            let mut first_error = None;
+            for (path, file) in rx {
+                if first_error.is_none() {
+                    if let Err(e) = file.sync_all() {
+                        first_error = Some(ContractError::io(path, e));
+                    }
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        });
+        Self {
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn queue(&self) -> SyncQueue {
+        self.tx.clone().expect("queue taken after finish")
+    }
+
+    /// Wait until every submitted file is durable.
+    pub fn finish(mut self) -> Result<(), ContractError> {
+        self.tx.take();
+        self.handle
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("sync thread panicked")
+    }
+}
+
+impl Drop for BackgroundSync {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 

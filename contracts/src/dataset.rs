@@ -348,6 +348,8 @@ pub struct KeyFileWriter {
     /// fsync + rename each file (writing into a live dataset). Off inside a
     /// staging directory, which is made durable as a whole before publishing.
     durable: bool,
+    /// Where finished files go to be fsynced in the background (staging).
+    sync_queue: Option<crate::atomic::SyncQueue>,
 }
 
 impl KeyFileWriter {
@@ -375,7 +377,15 @@ impl KeyFileWriter {
             date_type,
             props,
             durable,
+            sync_queue: None,
         }
+    }
+
+    /// Hand each finished file to a [`crate::atomic::BackgroundSync`] instead
+    /// of leaving it to a final sync of the whole directory.
+    pub fn with_sync_queue(mut self, queue: crate::atomic::SyncQueue) -> Self {
+        self.sync_queue = Some(queue);
+        self
     }
 
     /// Write `batch` (one key's rows, in date order) into `dir` and return
@@ -401,7 +411,12 @@ impl KeyFileWriter {
             out.commit_file(file)?;
         } else {
             let file = File::create(&path).at(&path)?;
-            self.encode(file, &path, key, batch, metadata)?;
+            let file = self.encode(file, &path, key, batch, metadata)?;
+            if let Some(queue) = &self.sync_queue {
+                queue.send((path.clone(), file)).map_err(|_| {
+                    ContractError::io(&path, std::io::Error::other("sync thread stopped"))
+                })?;
+            }
         }
         let bytes = std::fs::metadata(&path).at(&path)?.len();
         Ok(IndexEntry {

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Date32Builder, Float32Builder, Float64Builder, Int64Builder, RecordBatch,
-    StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, Date32Array, Date32Builder, Float32Builder, Float64Builder, Int64Builder,
+    RecordBatch, StringArray, StringBuilder, TimestampMicrosecondArray,
+    TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use indicatif::ProgressBar;
@@ -19,7 +20,7 @@ use kiln_contracts::{dates, ColumnType, IndexEntry};
 
 use crate::error::SplitError;
 use crate::schema::{Role, TablePlan};
-use crate::spill::{self, bucket_of, Spill, SpillWriter, Value, ValueCursor};
+use crate::spill::{self, bucket_of, Spill, SpillWriter, ValueCursor};
 
 /// What to do with two rows of one key on the same date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,6 +190,7 @@ struct RowRef {
     date: i64,
     seq: u64,
     at: usize,
+    bitmap_at: u32,
 }
 
 fn assemble_rows(
@@ -211,6 +213,7 @@ fn assemble_rows(
             date: head.date,
             seq: head.seq,
             at,
+            bitmap_at: head.bitmap_at as u32,
         });
     }
     drop(key_ids);
@@ -290,23 +293,30 @@ impl Builder {
         }
     }
 
-    fn push(&mut self, v: Value<'_>) {
-        match (self, v) {
-            (Builder::F64(b), Value::F64(x)) => b.append_value(x),
-            (Builder::F32(b), Value::F32(x)) => b.append_value(x),
-            (Builder::I64(b), Value::I64(x)) => b.append_value(x),
-            (Builder::Ts(b), Value::I64(x)) => b.append_value(x),
-            (Builder::Date(b), Value::I32(x)) => b.append_value(x),
-            (Builder::Str(b), Value::Str(s)) => {
-                b.append_value(std::str::from_utf8(s).expect("validated in pass 1"))
+    /// Append value `index` of the row under `cursor`; true if it was null.
+    fn take(&mut self, cursor: &mut ValueCursor<'_>, index: usize) -> bool {
+        if cursor.is_null(index) {
+            match self {
+                Builder::F64(b) => b.append_null(),
+                Builder::F32(b) => b.append_null(),
+                Builder::I64(b) => b.append_null(),
+                Builder::Ts(b) => b.append_null(),
+                Builder::Date(b) => b.append_null(),
+                Builder::Str(b) => b.append_null(),
             }
-            (Builder::F64(b), _) => b.append_null(),
-            (Builder::F32(b), _) => b.append_null(),
-            (Builder::I64(b), _) => b.append_null(),
-            (Builder::Ts(b), _) => b.append_null(),
-            (Builder::Date(b), _) => b.append_null(),
-            (Builder::Str(b), _) => b.append_null(),
+            return true;
         }
+        match self {
+            Builder::F64(b) => b.append_value(f64::from_bits(cursor.take8())),
+            Builder::F32(b) => b.append_value(f32::from_bits(cursor.take4())),
+            Builder::I64(b) => b.append_value(cursor.take8() as i64),
+            Builder::Ts(b) => b.append_value(cursor.take8() as i64),
+            Builder::Date(b) => b.append_value(cursor.take4() as i32),
+            Builder::Str(b) => {
+                b.append_value(std::str::from_utf8(cursor.take_str()).expect("validated in pass 1"))
+            }
+        }
+        false
     }
 
     fn finish(self) -> ArrayRef {
@@ -332,25 +342,24 @@ fn build_batch(
     let n = rows.len();
     let value_types = plan.value_types();
     let mut values: Vec<Builder> = value_types.iter().map(|&t| Builder::new(t, n)).collect();
-    let mut date = Builder::new(plan.date_type(), n);
+    let mut dates: Vec<i64> = Vec::with_capacity(n);
     for r in rows {
         let row = &data[r.at..];
-        let head = spill::row_head(row);
-        let mut cursor = ValueCursor::new(row, &head, value_types.len());
-        for (i, (b, &ty)) in values.iter_mut().zip(&value_types).enumerate() {
-            let v = cursor.next(i, ty);
-            if v == Value::Null {
+        let mut cursor = ValueCursor::at(row, r.bitmap_at as usize, value_types.len());
+        for (i, b) in values.iter_mut().enumerate() {
+            if b.take(&mut cursor, i) {
                 null_counts[plan.value_idx[i]] += 1;
             }
-            b.push(v);
         }
-        date.push(match plan.date_type() {
-            ColumnType::TimestampUs => Value::I64(head.date),
-            _ => Value::I32(head.date as i32),
-        });
+        dates.push(r.date);
     }
     let mut values = values.into_iter();
-    let mut date = Some(date);
+    let mut date: Option<ArrayRef> = Some(match plan.date_type() {
+        ColumnType::TimestampUs => Arc::new(TimestampMicrosecondArray::from(dates)),
+        _ => Arc::new(Date32Array::from_iter_values(
+            dates.iter().map(|&d| d as i32),
+        )),
+    });
     let columns: Vec<ArrayRef> = plan
         .columns
         .iter()
@@ -358,7 +367,7 @@ fn build_batch(
             Role::Key => {
                 Arc::new(StringArray::from_iter_values(std::iter::repeat_n(key, n))) as ArrayRef
             }
-            Role::Date => date.take().expect("one date column").finish(),
+            Role::Date => date.take().expect("one date column"),
             Role::Value => values
                 .next()
                 .expect("one builder per value column")

@@ -146,27 +146,19 @@ impl CsvSource {
 
     /// Read until `pending` holds at least `want` bytes or the input ends.
     fn fill(&mut self, want: usize) -> Result<(), SplitError> {
-        let mut tmp_len = self.pending.len();
-        if self.pending.capacity() < want {
-            self.pending.reserve(want - self.pending.len());
+        let have = self.pending.len();
+        if self.eof || have >= want {
+            return Ok(());
         }
-        while !self.eof && tmp_len < want {
-            self.pending.resize(want, 0);
-            let n = loop {
-                match self.reader.read(&mut self.pending[tmp_len..want]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        self.pending.truncate(tmp_len);
-                        return Err(SplitError::io(&self.path, e));
-                    }
-                }
-            };
-            if n == 0 {
-                self.eof = true;
-            }
-            tmp_len += n;
-            self.pending.truncate(tmp_len);
+        self.pending.reserve(want - have);
+        // `read_to_end` on a `Take` reads into spare capacity without zeroing
+        // it first, and stops at the limit or the end of the input.
+        let n = (&mut self.reader)
+            .take((want - have) as u64)
+            .read_to_end(&mut self.pending)
+            .map_err(|e| SplitError::io(&self.path, e))?;
+        if have + n < want {
+            self.eof = true;
         }
         Ok(())
     }

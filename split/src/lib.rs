@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_contracts::atomic::StagingDir;
+use kiln_contracts::atomic::{BackgroundSync, StagingDir};
 use kiln_contracts::dataset::{Codec, KeyFileWriter};
 use kiln_contracts::manifest::{self, Column, Producer, Statistics};
 use kiln_contracts::{dates, index, ColumnType, FileFormat, Manifest};
@@ -89,12 +89,13 @@ impl MemoryPlan {
         let usable = budget.saturating_sub(RESERVED).max(16 << 20);
         let chunk_size = (usable / 48).clamp(1 << 20, 8 << 20) as usize;
         let buffer_cap = (usable / 12 / workers as u64).clamp(1 << 20, 64 << 20) as usize;
-        // Pass 2 holds one bucket per worker plus ~60 % for its sort keys,
-        // key arrays and the encoder's buffers.
-        let bucket_limit = (usable / workers as u64 * 10 / 16).max(4 << 20);
-        // Aim the mean bucket at half the limit: hashing spreads keys unevenly.
+        // Pass 2 holds one bucket per worker plus ~40 % for its sort keys,
+        // key arrays and the encoder's buffers (measured: see bench/RESULTS.md).
+        let bucket_limit = (usable / workers as u64 / 2).max(4 << 20);
+        // Aim the mean bucket at a third of the limit: hashing spreads keys
+        // unevenly, and small buckets balance the workers at the end.
         let buckets = estimated_spill
-            .div_ceil(bucket_limit / 2)
+            .div_ceil(bucket_limit / 3)
             .clamp(workers as u64 * 4, 1 << 16) as usize;
         Self {
             chunk_size,
@@ -247,7 +248,8 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
     }
     tracing::info!(?mem, "memory plan");
 
-    let staging = StagingDir::create(&opts.out)?;
+    let mut staging = StagingDir::create(&opts.out)?;
+    staging.set_files_synced(true);
     if staging.stale_removed() > 0 {
         tracing::warn!(
             "removed {} staging dir(s) left by a killed run",
@@ -307,7 +309,8 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
         });
     }
 
-    // Pass 2.
+    // Pass 2. Files are fsynced in the background as they are written.
+    let syncer = BackgroundSync::start();
     let writer = KeyFileWriter::new(
         opts.format,
         opts.codec,
@@ -315,7 +318,8 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
         plan.date_name(),
         plan.date_type(),
         false,
-    );
+    )
+    .with_sync_queue(syncer.queue());
     let bar = progress_bar(
         opts.progress,
         pass_one.spill.buckets() as u64,
@@ -336,6 +340,13 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
         },
     )?;
     bar.finish_and_clear();
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        peak_rss = kiln_contracts::mem::peak_rss_bytes(),
+        "pass 2 done"
+    );
+    drop(writer);
+    syncer.finish()?;
     let spill_bytes = pass_one.spill.total_bytes();
     pass_one.spill.remove_files();
 
@@ -408,6 +419,7 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
     };
     manifest.write(staging.path())?;
     staging.publish(opts.force)?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "published");
 
     let rows = assembled.rows;
     Ok(Summary {

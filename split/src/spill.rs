@@ -136,15 +136,46 @@ pub enum Value<'a> {
 
 impl<'a> ValueCursor<'a> {
     pub fn new(row: &'a [u8], head: &RowHead<'_>, values: usize) -> Self {
+        Self::at(row, head.bitmap_at, values)
+    }
+
+    /// A cursor for a row whose null bitmap starts at `bitmap_at`.
+    pub fn at(row: &'a [u8], bitmap_at: usize, values: usize) -> Self {
         Self {
             row,
-            bitmap_at: head.bitmap_at,
-            pos: head.bitmap_at + bitmap_len(values),
+            bitmap_at,
+            pos: bitmap_at + bitmap_len(values),
         }
     }
 
+    pub fn is_null(&self, index: usize) -> bool {
+        self.row[self.bitmap_at + index / 8] & (1 << (index % 8)) != 0
+    }
+
+    /// The next 8-byte value (float64, int64, timestamp).
+    pub fn take8(&mut self) -> u64 {
+        let v = u64_at(self.row, self.pos);
+        self.pos += 8;
+        v
+    }
+
+    /// The next 4-byte value (float32, date32).
+    pub fn take4(&mut self) -> u32 {
+        let v = u32_at(self.row, self.pos);
+        self.pos += 4;
+        v
+    }
+
+    /// The next string's bytes.
+    pub fn take_str(&mut self) -> &'a [u8] {
+        let n = u32_at(self.row, self.pos) as usize;
+        let s = &self.row[self.pos + 4..self.pos + 4 + n];
+        self.pos += 4 + n;
+        s
+    }
+
     pub fn next(&mut self, index: usize, ty: ColumnType) -> Value<'a> {
-        if self.row[self.bitmap_at + index / 8] & (1 << (index % 8)) != 0 {
+        if self.is_null(index) {
             return Value::Null;
         }
         let r = self.row;
@@ -255,11 +286,9 @@ impl SpillWriter {
         });
         self.offset += buf.len() as u64;
         self.buffered -= buf.len();
-        buf.clear();
-        // Keep small buffers' capacity; give back what a full block grew.
-        if buf.capacity() > 2 * self.block_size {
-            buf.shrink_to(self.block_size);
-        }
+        // Release the allocation: capacity kept by thousands of idle buckets
+        // would grow with the bucket count, i.e. with the input.
+        *buf = Vec::new();
         Ok(())
     }
 

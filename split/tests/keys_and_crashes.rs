@@ -112,15 +112,20 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
         .unwrap();
     let out = tmp.path().join("out");
 
-    // How long a full run takes, to spread the kills over it.
-    let t = Instant::now();
-    kiln_split()
-        .arg(&input)
-        .args(["--key", "COMID", "--date", "date", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
-    let full = t.elapsed();
+    // How long a full run takes (the faster of two, the first being cold),
+    // to spread the kills over it.
+    let mut full = Duration::MAX;
+    for _ in 0..2 {
+        let _ = std::fs::remove_dir_all(&out);
+        let t = Instant::now();
+        kiln_split()
+            .arg(&input)
+            .args(["--key", "COMID", "--date", "date", "--out"])
+            .arg(&out)
+            .assert()
+            .success();
+        full = full.min(t.elapsed());
+    }
     assert_dataset_equals_csv(&out, &input, "COMID", "date");
     std::fs::remove_dir_all(&out).unwrap();
 
@@ -132,7 +137,7 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let fraction = (state >> 33) as f64 / (1u64 << 31) as f64;
-        let delay = full.mul_f64(fraction * 1.1);
+        let delay = full.mul_f64(fraction * 0.95);
         let with_previous = round % 2 == 1;
         if with_previous && !out.exists() {
             kiln_split()
