@@ -363,11 +363,15 @@ impl KeyFileWriter {
     ) -> Self {
         // Dictionary pages help the key column (one value per file) and cost
         // time and bytes on float columns, whose values rarely repeat.
+        // Statistics only where a reader filters: the key and the date (the
+        // index already holds date ranges; float min/max cost 2 % of a split).
         let props = WriterProperties::builder()
             .set_compression(codec.parquet())
             .set_dictionary_enabled(false)
             .set_column_dictionary_enabled(ColumnPath::from(key_column), true)
-            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_statistics_enabled(EnabledStatistics::None)
+            .set_column_statistics_enabled(ColumnPath::from(key_column), EnabledStatistics::Chunk)
+            .set_column_statistics_enabled(ColumnPath::from(date_column), EnabledStatistics::Chunk)
             .set_created_by(format!("kiln {}", env!("CARGO_PKG_VERSION")))
             .build();
         Self {

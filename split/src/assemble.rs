@@ -17,6 +17,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use indicatif::ProgressBar;
 use kiln_contracts::dataset::KeyFileWriter;
 use kiln_contracts::{dates, ColumnType, IndexEntry};
+use xxhash_rust::xxh3::Xxh3Builder;
 
 use crate::error::SplitError;
 use crate::schema::{Role, TablePlan};
@@ -199,7 +200,10 @@ fn assemble_rows(
     cfg: &AssembleConfig<'_>,
     acc: &mut Assembled,
 ) -> Result<(), SplitError> {
-    let mut key_ids: HashMap<&[u8], u32> = HashMap::new();
+    // Interning runs once per row: SipHash (std's default) showed up in
+    // profiles, and these keys come from our own spill, not from an attacker
+    // who could aim at collisions.
+    let mut key_ids: HashMap<&[u8], u32, Xxh3Builder> = HashMap::with_hasher(Xxh3Builder::new());
     let mut key_names: Vec<&[u8]> = Vec::new();
     let mut refs: Vec<RowRef> = Vec::new();
     for (at, head) in spill::rows(data) {
