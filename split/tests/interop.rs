@@ -38,9 +38,7 @@ fn output_opens_in_pyarrow_and_duckdb_with_the_right_types() {
         key_style: KeyStyle::Padded,
         ..Default::default()
     };
-    let input = tmp.path().join("daily.csv");
-    spec.write_csv(std::fs::File::create(&input).unwrap())
-        .unwrap();
+    let input = generate(tmp.path(), &spec);
     let out = tmp.path().join("split");
     kiln_split()
         .arg(&input)

@@ -107,9 +107,7 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
         targets: 1,
         ..Default::default()
     };
-    let input = tmp.path().join("daily.csv");
-    spec.write_csv(std::fs::File::create(&input).unwrap())
-        .unwrap();
+    let input = generate(tmp.path(), &spec);
     let out = tmp.path().join("out");
 
     // How long a full run takes (the faster of two, the first being cold),

@@ -6,13 +6,6 @@ use common::*;
 use kiln_contracts::{ColumnType, FileFormat, KeyedDataset};
 use kiln_testkit::{KeyStyle, KeyedSpec};
 
-fn generate(dir: &std::path::Path, spec: &KeyedSpec) -> std::path::PathBuf {
-    let path = dir.join("daily.csv");
-    spec.write_csv(std::fs::File::create(&path).unwrap())
-        .unwrap();
-    path
-}
-
 #[test]
 fn date_major_csv_round_trips_with_leading_zero_keys() {
     let tmp = tempfile::tempdir().unwrap();

@@ -165,6 +165,14 @@ pub fn listing(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Write the generated table for `spec` to `dir/daily.csv`.
+pub fn generate(dir: &Path, spec: &kiln_testkit::KeyedSpec) -> PathBuf {
+    let path = dir.join("daily.csv");
+    spec.write_csv(std::fs::File::create(&path).unwrap())
+        .unwrap();
+    path
+}
+
 pub fn write(path: &Path, text: &str) -> PathBuf {
     std::fs::write(path, text).unwrap();
     path.to_path_buf()
