@@ -17,7 +17,6 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use kiln_contracts::ColumnType;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 pub const HEADER_FIXED: usize = 4 + 8 + 8 + 2;
@@ -123,17 +122,6 @@ pub struct ValueCursor<'a> {
     pos: usize,
 }
 
-/// One decoded value.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value<'a> {
-    Null,
-    F64(f64),
-    F32(f32),
-    I64(i64),
-    I32(i32),
-    Str(&'a [u8]),
-}
-
 impl<'a> ValueCursor<'a> {
     pub fn new(row: &'a [u8], head: &RowHead<'_>, values: usize) -> Self {
         Self::at(row, head.bitmap_at, values)
@@ -172,37 +160,6 @@ impl<'a> ValueCursor<'a> {
         let s = &self.row[self.pos + 4..self.pos + 4 + n];
         self.pos += 4 + n;
         s
-    }
-
-    pub fn next(&mut self, index: usize, ty: ColumnType) -> Value<'a> {
-        if self.is_null(index) {
-            return Value::Null;
-        }
-        let r = self.row;
-        let p = self.pos;
-        match ty {
-            ColumnType::Float64 => {
-                self.pos += 8;
-                Value::F64(f64::from_bits(u64_at(r, p)))
-            }
-            ColumnType::Int64 | ColumnType::TimestampUs => {
-                self.pos += 8;
-                Value::I64(u64_at(r, p) as i64)
-            }
-            ColumnType::Float32 => {
-                self.pos += 4;
-                Value::F32(f32::from_bits(u32_at(r, p)))
-            }
-            ColumnType::Date32 => {
-                self.pos += 4;
-                Value::I32(u32_at(r, p) as i32)
-            }
-            ColumnType::Utf8 => {
-                let n = u32_at(r, p) as usize;
-                self.pos += 4 + n;
-                Value::Str(&r[p + 4..p + 4 + n])
-            }
-        }
     }
 }
 
@@ -418,12 +375,7 @@ mod tests {
     #[test]
     fn rows_round_trip_through_blocks() {
         let dir = tempfile::tempdir().unwrap();
-        let types = [
-            ColumnType::Float64,
-            ColumnType::Utf8,
-            ColumnType::Date32,
-            ColumnType::Float32,
-        ];
+        // Value columns: float64, string, date32, float32.
         let mut w = SpillWriter::create(spill_path(dir.path(), 0), 4, 64, 200).unwrap();
         for i in 0..100u64 {
             let key = format!("k{}", i % 7);
@@ -447,11 +399,13 @@ mod tests {
             for (at, head) in rows(&buf) {
                 assert_eq!(bucket_of(head.key, 4, 0), b);
                 let mut c = ValueCursor::new(&buf[at..], &head, 4);
-                assert_eq!(c.next(0, types[0]), Value::F64(head.seq as f64));
-                let s = c.next(1, types[1]);
-                assert_eq!(s == Value::Null, head.seq % 3 == 0);
-                assert_eq!(c.next(2, types[2]), Value::I32(head.seq as i32));
-                assert_eq!(c.next(3, types[3]), Value::Null);
+                assert_eq!(f64::from_bits(c.take8()), head.seq as f64);
+                assert_eq!(c.is_null(1), head.seq % 3 == 0);
+                if !c.is_null(1) {
+                    assert_eq!(c.take_str(), b"txt");
+                }
+                assert_eq!(c.take4() as i32, head.seq as i32);
+                assert!(c.is_null(3));
                 seen.push(head.seq);
             }
         }
