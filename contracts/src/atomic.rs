@@ -301,9 +301,8 @@ pub fn ensure_replaceable(path: &Path) -> Result<(), ContractError> {
             return Ok(());
         }
     }
-    Err(ContractError::BadFile {
+    Err(ContractError::NotReplaceable {
         path: path.to_path_buf(),
-        reason: "exists and is not a Kiln dataset (no _dataset.json); refusing to replace it even with --force".into(),
     })
 }
 
@@ -488,7 +487,10 @@ mod tests {
         fs::create_dir(&precious).unwrap();
         fs::write(precious.join("thesis.tex"), b"x").unwrap();
         let s = StagingDir::create(&precious).unwrap();
-        assert!(s.publish(true).is_err());
+        assert!(matches!(
+            s.publish(true),
+            Err(ContractError::NotReplaceable { .. })
+        ));
         assert!(precious.join("thesis.tex").exists());
     }
 

@@ -42,6 +42,8 @@ pub enum ContractError {
     },
     #[error("{path} already exists; pass --force to replace it")]
     OutputExists { path: PathBuf },
+    #[error("{path} exists and is not a Kiln dataset (no _dataset.json); refusing to replace it even with --force")]
+    NotReplaceable { path: PathBuf },
     #[error("{path}: {source}")]
     Parquet {
         path: PathBuf,

@@ -56,8 +56,9 @@ impl SplitError {
         match self {
             SplitError::BadInput { .. } | SplitError::BadFile { .. } => exit::BAD_INPUT,
             SplitError::Usage(_) => exit::USAGE,
-            SplitError::Contract(ContractError::OutputExists { .. }) => exit::OUTPUT_EXISTS,
-            SplitError::Contract(ContractError::BadFile { .. }) => exit::OUTPUT_EXISTS,
+            SplitError::Contract(
+                ContractError::OutputExists { .. } | ContractError::NotReplaceable { .. },
+            ) => exit::OUTPUT_EXISTS,
             _ => exit::FAILURE,
         }
     }

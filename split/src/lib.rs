@@ -263,10 +263,9 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
     let spill_dir = spill_guard.path();
 
     // Pass 1.
-    let total_for_bar = if input_bytes > 0 { input_bytes } else { 0 };
     let bar = progress_bar(
         opts.progress,
-        total_for_bar,
+        input_bytes,
         "{spinner} reading   [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
     );
     let pass_one = partition::run(

@@ -267,7 +267,7 @@ fn existing_output_needs_force_and_force_only_replaces_datasets() {
         .args(["--key", "id", "--date", "date", "--force", "--out"])
         .arg(&precious)
         .assert()
-        .failure();
+        .code(4);
     assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("not a Kiln dataset"));
     assert!(Path::new(&precious.join("thesis.tex")).exists());
 }
