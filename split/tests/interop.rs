@@ -40,12 +40,7 @@ fn output_opens_in_pyarrow_and_duckdb_with_the_right_types() {
     };
     let input = generate(tmp.path(), &spec);
     let out = tmp.path().join("split");
-    kiln_split()
-        .arg(&input)
-        .args(["--key", "COMID", "--date", "date", "--out"])
-        .arg(&out)
-        .assert()
-        .success();
+    split_generated(&input, &out).assert().success();
 
     let script =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/py/check_keyed_dataset.py");

@@ -116,12 +116,7 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
     for _ in 0..2 {
         let _ = std::fs::remove_dir_all(&out);
         let t = Instant::now();
-        kiln_split()
-            .arg(&input)
-            .args(["--key", "COMID", "--date", "date", "--out"])
-            .arg(&out)
-            .assert()
-            .success();
+        split_generated(&input, &out).assert().success();
         full = full.min(t.elapsed());
     }
     assert_dataset_equals_csv(&out, &input, "COMID", "date");
@@ -138,12 +133,7 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
         let delay = full.mul_f64(fraction * 0.95);
         let with_previous = round % 2 == 1;
         if with_previous && !out.exists() {
-            kiln_split()
-                .arg(&input)
-                .args(["--key", "COMID", "--date", "date", "--out"])
-                .arg(&out)
-                .assert()
-                .success();
+            split_generated(&input, &out).assert().success();
         }
         killed += kill_after(&input, &out, delay, with_previous) as u32;
         if out.exists() {
@@ -165,10 +155,8 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
     }
     assert!(killed >= 6, "most runs were actually killed ({killed})");
     // The next run cleans up what the killed ones left.
-    kiln_split()
-        .arg(&input)
-        .args(["--key", "COMID", "--date", "date", "--force", "--out"])
-        .arg(&out)
+    split_generated(&input, &out)
+        .arg("--force")
         .assert()
         .success();
     assert_eq!(listing(tmp.path()), ["daily.csv", "out"]);

@@ -95,10 +95,8 @@ fn shuffled_rows_many_buckets_and_resplit_still_round_trip() {
         ),
     ] {
         let out = tmp.path().join(name);
-        let a = kiln_split()
-            .arg(&shuffled)
-            .args(["--key", "COMID", "--date", "date", "--json", "--out"])
-            .arg(&out)
+        let a = split_generated(&shuffled, &out)
+            .arg("--json")
             .args(&extra)
             .assert()
             .success();
@@ -181,18 +179,11 @@ fn gzip_stdin_and_parquet_inputs_give_the_same_dataset() {
     std::io::copy(&mut std::fs::File::open(&csv).unwrap(), &mut enc).unwrap();
     enc.finish().unwrap();
     let from_gz = tmp.path().join("from_gz");
-    kiln_split()
-        .arg(&gz)
-        .args(["--key", "COMID", "--date", "date", "--out"])
-        .arg(&from_gz)
-        .assert()
-        .success();
+    split_generated(&gz, &from_gz).assert().success();
     assert_dataset_equals_csv(&from_gz, &csv, "COMID", "date");
 
     let from_stdin = tmp.path().join("from_stdin");
-    kiln_split()
-        .args(["-", "--key", "COMID", "--date", "date", "--out"])
-        .arg(&from_stdin)
+    split_generated("-", &from_stdin)
         .pipe_stdin(&csv)
         .unwrap()
         .assert()
@@ -213,12 +204,7 @@ fn gzip_stdin_and_parquet_inputs_give_the_same_dataset() {
     w.write(&table).unwrap();
     w.close().unwrap();
     let from_pq = tmp.path().join("from_pq");
-    kiln_split()
-        .arg(&pq)
-        .args(["--key", "COMID", "--date", "date", "--out"])
-        .arg(&from_pq)
-        .assert()
-        .success();
+    split_generated(&pq, &from_pq).assert().success();
     assert_dataset_equals_csv(&from_pq, &csv, "COMID", "date");
 }
 

@@ -14,6 +14,16 @@ pub fn kiln_split() -> Command {
     Command::cargo_bin("kiln-split").expect("binary built")
 }
 
+/// `kiln-split INPUT --key COMID --date date --out OUT`, for kiln-gen tables;
+/// callers add flags after it.
+pub fn split_generated(input: impl AsRef<std::ffi::OsStr>, out: &Path) -> Command {
+    let mut cmd = kiln_split();
+    cmd.arg(input)
+        .args(["--key", "COMID", "--date", "date", "--out"])
+        .arg(out);
+    cmd
+}
+
 /// One row as text: the date and every value column in input order, with
 /// missing values as `None`.
 pub type TextRow = (String, Vec<Option<String>>);
