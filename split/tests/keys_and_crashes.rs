@@ -122,20 +122,41 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
     assert_dataset_equals_csv(&out, &input, "COMID", "date");
     std::fs::remove_dir_all(&out).unwrap();
 
-    // Seeded "random" moments across the whole run.
+    // Seeded "random" moments across the whole run, until enough kills have
+    // really landed in both situations (a run may finish before its moment
+    // on a machine faster than the measurement; then another moment is drawn).
+    const KILLS_EACH: u32 = 5;
     let mut state = 0x5eed_u64;
-    let mut killed = 0;
-    for round in 0..12 {
+    let (mut killed_fresh, mut killed_over_previous) = (0u32, 0u32);
+    let mut attempts = 0;
+    while killed_fresh < KILLS_EACH || killed_over_previous < KILLS_EACH {
+        attempts += 1;
+        assert!(
+            attempts <= 80,
+            "only {killed_fresh} + {killed_over_previous} kills landed in 80 attempts"
+        );
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         let fraction = (state >> 33) as f64 / (1u64 << 31) as f64;
         let delay = full.mul_f64(fraction * 0.95);
-        let with_previous = round % 2 == 1;
+        let with_previous = killed_over_previous < killed_fresh
+            || (killed_over_previous == killed_fresh && attempts % 2 == 0);
         if with_previous && !out.exists() {
             split_generated(&input, &out).assert().success();
         }
-        killed += kill_after(&input, &out, delay, with_previous) as u32;
+        if !with_previous && out.exists() {
+            // A fresh run must start without an output (it would otherwise
+            // refuse at once, without --force, and never be killed).
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        if kill_after(&input, &out, delay, with_previous) {
+            if with_previous {
+                killed_over_previous += 1;
+            } else {
+                killed_fresh += 1;
+            }
+        }
         if out.exists() {
             // Complete: the previous output, or a run that finished.
             assert_dataset_equals_csv(&out, &input, "COMID", "date");
@@ -153,7 +174,6 @@ fn kill_9_at_any_moment_leaves_previous_output_or_none() {
             );
         }
     }
-    assert!(killed >= 6, "most runs were actually killed ({killed})");
     // The next run cleans up what the killed ones left.
     split_generated(&input, &out)
         .arg("--force")
