@@ -160,6 +160,21 @@ impl KeyedSpec {
         Ok(rows)
     }
 
+    /// Every key's rows as `(day, row)`, day as days since the epoch, in date
+    /// order — the same values `write_csv` prints, before rounding.
+    pub fn series(&self) -> Vec<(String, Vec<(i32, Row)>)> {
+        let mut state = SeriesState::new(self);
+        let mut out: Vec<(String, Vec<(i32, Row)>)> = (0..self.keys)
+            .map(|k| (self.key(k), Vec::with_capacity(self.days)))
+            .collect();
+        for day in 0..self.days {
+            for (k, (_, rows)) in out.iter_mut().enumerate() {
+                rows.push((self.start_day + day as i32, state.step(k, day)));
+            }
+        }
+        out
+    }
+
     /// Write the static attributes table (`key, area_km2, …`) as CSV.
     pub fn write_attributes_csv<W: Write>(&self, out: W) -> io::Result<()> {
         let mut out = io::BufWriter::new(out);
@@ -178,6 +193,7 @@ impl KeyedSpec {
 }
 
 /// One generated row, as the numbers that will be printed.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub features: Vec<f64>,
     pub targets: Vec<Option<f64>>,

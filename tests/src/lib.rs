@@ -7,7 +7,8 @@
 //! targets that are a known function of recent inputs plus a static attribute
 //! — so a model trained on it has something real to learn.
 
+pub mod dataset;
 pub mod keyed;
 pub mod rng;
 
-pub use keyed::{KeyStyle, KeyedSpec};
+pub use keyed::{KeyStyle, KeyedSpec, Row};

@@ -117,14 +117,6 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
     let plan = Arc::new(plan::open_plan(&opts.dataset, cfg)?);
     let rules = plan::rules(cfg, true);
     let fitted = plan::fit(&plan, &rules, plan::reader_threads() * 2)?;
-    for part in [TRAIN, VAL] {
-        if fitted.counts.windows[part] == 0 {
-            return Err(TrainError::data(
-                &opts.dataset,
-                plan::no_windows_reason(&fitted.counts, part, cfg.window),
-            ));
-        }
-    }
     let constant = fitted.scaler.constant_columns();
     if !constant.is_empty() {
         tracing::warn!(
@@ -160,7 +152,7 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
     if opts.resume {
         state = TrainState::read(&run.state())?;
         let saved = Scaler::read(&run.require(run.scaler())?)?;
-        if saved != *scaler {
+        if !saved.matches(&scaler) {
             return Err(TrainError::data(
                 &opts.dataset,
                 "the training data differs from the run's (the refitted scaler does not match scaler.json); \

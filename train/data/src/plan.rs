@@ -305,6 +305,16 @@ pub fn fit(plan: &Plan, rules: &WindowRules, threads: usize) -> Result<Fit> {
         total.counts.longest_series = total.counts.longest_series.max(p.counts.longest_series);
     }
     let dir = plan.ds.dir();
+    // A part with no rows at all is the clearest message; then columns
+    // without values; then windows all skipped for some other reason.
+    for part in [TRAIN, VAL] {
+        if total.counts.windows[part] == 0 && total.counts.skipped[part].total() == 0 {
+            return Err(TrainError::data(
+                dir,
+                no_windows_reason(&total.counts, part, rules.window),
+            ));
+        }
+    }
     for (name, st) in plan.columns.targets.iter().zip(&total.targets) {
         if st.count == 0 {
             return Err(TrainError::data(
@@ -318,6 +328,14 @@ pub fn fit(plan: &Plan, rules: &WindowRules, threads: usize) -> Result<Fit> {
             return Err(TrainError::data(
                 dir,
                 format!("feature {name:?} has no value in the training part"),
+            ));
+        }
+    }
+    for part in [TRAIN, VAL] {
+        if total.counts.windows[part] == 0 {
+            return Err(TrainError::data(
+                dir,
+                no_windows_reason(&total.counts, part, rules.window),
             ));
         }
     }
