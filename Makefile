@@ -1,36 +1,47 @@
 # Kiln's two commands for a fresh clone: `make demo` and `make test`.
-# Both install what they need (Rust crates via cargo, a Python venv in
-# ~/.cache/kiln for the interoperability tests and benchmarks).
+# Both install what they need: Rust crates via cargo; libtorch (torch==2.11.0
+# from PyPI) and a Python venv for the interoperability tests and benchmarks,
+# both once, in ~/.cache/kiln.
 
 CARGO ?= cargo
 DEMO  ?= data/demo
-RELEASE_BINS = -p kiln-split -p kiln-testkit
+# Runs a command with libtorch where tch's build finds it (installs it once).
+LIBTORCH = scripts/with-libtorch.sh
+RELEASE_BINS = -p kiln-split -p kiln-testkit -p kiln-train
 
-.PHONY: all demo test lint fmt build python-env bench-split clean-demo
+.PHONY: all demo test lint fmt build python-env bench-split bench-train clean-demo
 
 all: build
 
 build:
-	$(CARGO) build --release $(RELEASE_BINS)
+	$(LIBTORCH) $(CARGO) build --release $(RELEASE_BINS)
 
-## demo: generate a small hydrology-like dataset and split it by key
+## demo: generate a small hydrology-like dataset, split it by key, train an
+## LSTM on it, evaluate and predict
 demo: build
 	@mkdir -p $(DEMO)
 	./target/release/kiln-gen keyed --keys 200 --days 1095 --string-keys \
 		--out $(DEMO)/daily.csv --attributes $(DEMO)/attributes.csv
 	./target/release/kiln-split $(DEMO)/daily.csv --key COMID --date date \
 		--out $(DEMO)/split --force
+	./target/release/kiln-train fit $(DEMO)/split --config train/configs/demo.yaml \
+		--attributes $(DEMO)/attributes.csv --run $(DEMO)/run --force
+	./target/release/kiln-train eval $(DEMO)/run $(DEMO)/split --subset val
+	./target/release/kiln-train predict $(DEMO)/run $(DEMO)/split
 	@echo
 	@echo "demo: keyed dataset in $(DEMO)/split ($$(ls $(DEMO)/split | wc -l) files);"
 	@echo "      index $(DEMO)/split/_index.parquet, manifest $(DEMO)/split/_dataset.json"
+	@echo "      trained run in $(DEMO)/run: model.safetensors, metrics.csv, loss.png,"
+	@echo "      eval.csv (per key), predictions.parquet"
 
 ## test: formatting, lints (warnings are errors), and every test of the workspace
 test: lint
-	KILN_PYTHON="$$(scripts/python-env.sh test)" $(CARGO) test --workspace --all-targets
+	KILN_PYTHON="$$(scripts/python-env.sh test)" KILN_TORCH_PYTHON="$$(scripts/libtorch-env.sh)" \
+		$(LIBTORCH) $(CARGO) test --workspace --all-targets
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(LIBTORCH) $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
@@ -41,6 +52,10 @@ python-env:
 ## bench-split: kiln-split vs pandas, DuckDB and Polars on a >=1 GB CSV
 bench-split: build python-env
 	bench/split/run.sh
+
+## bench-train: kiln-train's loader vs a pandas iterator; full training RSS
+bench-train: build python-env
+	bench/train/run.sh
 
 clean-demo:
 	rm -rf $(DEMO)
