@@ -12,7 +12,7 @@
 #
 #   make bench-train                   # builds, sets up the venv, runs this
 #   ROUNDS=5 bench/train/run.sh        # more alternating rounds (default 3)
-#   SKIP_FULL=1 bench/train/run.sh     # only part (1)
+#   SKIP_FULL=1 bench/train/run.sh     # only part (1); SKIP_LOADER=1: only (2)
 #
 # The loader is measured through `loader_bench` (kiln-train-data's example,
 # the same code as `kiln-train scan`) so the number is the loader's, not
@@ -65,6 +65,7 @@ jsonval() { "$py" -c "import json,sys; print(round(json.load(open(sys.argv[1]))[
   echo
 } > "$results"
 
+if [ -z "${SKIP_LOADER:-}" ]; then
 ds=$(dataset 2000 3650)
 ds_mib=$(du -sm "$ds" | cut -f1)
 cat "$ds"/*.parquet > /dev/null
@@ -108,9 +109,10 @@ for keys in 500 1000 2000 4000; do
     "$("$py" -c "import json; print(json.load(open('$work/grow.json'))['windows'])")" \
     "$(jsonval "$work/grow.json" windows_per_s)" "$(rss_mib "$work/time-grow.txt")" >> "$results"
 done
+fi
 
 if [ -z "${SKIP_FULL:-}" ]; then
-  big_keys=${BIG_KEYS:-9000}
+  big_keys=${BIG_KEYS:-4500}
   big=$(dataset "$big_keys" 3650)
   run=$work/run-full
   rm -rf "$run"
