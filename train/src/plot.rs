@@ -11,7 +11,10 @@ pub fn loss_chart(path: &Path, history: &[EpochMetrics]) -> Result<(), String> {
         return Ok(());
     }
     // Draw to a temp file, then rename: a reader never sees half a PNG.
-    let tmp = path.with_extension("png.tmp.png");
+    let name = path
+        .file_name()
+        .map_or("loss.png".into(), |n| n.to_string_lossy().into_owned());
+    let tmp = path.with_file_name(format!(".{name}.tmp.png"));
     draw(&tmp, history).map_err(|e| e.to_string())?;
     std::fs::rename(&tmp, path).map_err(|e| e.to_string())
 }

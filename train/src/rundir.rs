@@ -66,9 +66,21 @@ impl RunDir {
         self.state().exists() || self.model().exists()
     }
 
+    /// Create the directories, and remove the temp files of atomic writes a
+    /// killed run left behind (`.NAME.tmp.*`; never a file under its name).
     pub fn create(&self) -> Result<()> {
         std::fs::create_dir_all(self.checkpoints())
-            .map_err(|e| TrainError::io(self.checkpoints(), e))
+            .map_err(|e| TrainError::io(self.checkpoints(), e))?;
+        for dir in [self.path.clone(), self.checkpoints()] {
+            let entries = std::fs::read_dir(&dir).map_err(|e| TrainError::io(&dir, e))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.contains(".tmp") {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Remove what a previous run left (for --force), nothing else.

@@ -142,7 +142,8 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
     let mut state = TrainState {
         epochs_done: 0,
         best_epoch: 0,
-        best_val_loss: f64::INFINITY,
+        // Not infinity: JSON has no infinity, and state.json must round-trip.
+        best_val_loss: f64::MAX,
         epochs_without_improvement: 0,
         adam_step: 0,
         model: shape,
@@ -159,18 +160,39 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
                  resume with the dataset the run started on, or start a new run",
             ));
         }
-        let ckpt = run.require(run.checkpoint(state.epochs_done))?;
-        let tensors = load_tensors(&ckpt)?;
-        model.load_tensors(&tensors, &ckpt)?;
+        // epochs_done 0: killed before the first epoch ended; the seeded
+        // initialization above is the state to start from.
+        let tensors = if state.epochs_done > 0 {
+            let ckpt = run.require(run.checkpoint(state.epochs_done))?;
+            let tensors = load_tensors(&ckpt)?;
+            model.load_tensors(&tensors, &ckpt)?;
+            Some((ckpt, tensors))
+        } else {
+            None
+        };
         for (i, (name, _)) in params.iter().enumerate() {
+            let Some((ckpt, tensors)) = &tensors else {
+                break;
+            };
             for (prefix, slot) in [("adam.m.", &mut adam.m[i]), ("adam.v.", &mut adam.v[i])] {
                 let t = tensors.get(&format!("{prefix}{name}")).ok_or_else(|| {
-                    TrainError::data(&ckpt, format!("no optimizer state {prefix}{name}"))
+                    TrainError::data(ckpt, format!("no optimizer state {prefix}{name}"))
                 })?;
                 tch::no_grad(|| slot.copy_(t));
             }
         }
         adam.step = state.adam_step;
+        // A kill between saving a better model and committing its epoch
+        // leaves model.safetensors ahead of state.json: restore the best
+        // committed epoch's weights from its checkpoint.
+        if state.best_epoch > 0 {
+            let ckpt = run.require(run.checkpoint(state.best_epoch))?;
+            let best: Vec<(String, tch::Tensor)> = load_tensors(&ckpt)?
+                .into_iter()
+                .filter(|(name, _)| !name.starts_with("adam."))
+                .collect();
+            save_tensors(&run.model(), &best, model_metadata(cfg, state.best_epoch))?;
+        }
         history = read_metrics(&run.metrics())?;
         history.retain(|m| m.epoch <= state.epochs_done);
         if state.finished && cfg.epochs <= state.epochs_done {
@@ -178,11 +200,15 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
         }
         state.finished = false;
         state.stopped_early = false;
+        // Record the effective config (a raised --epochs, another device).
+        kiln_contracts::atomic::write_atomic(&run.config(), cfg.to_yaml().as_bytes())?;
         tracing::info!("resuming after epoch {}", state.epochs_done);
     } else {
         run.create()?;
         kiln_contracts::atomic::write_atomic(&run.config(), cfg.to_yaml().as_bytes())?;
         scaler.write(&run.scaler())?;
+        // From here on the run is resumable, even if killed in epoch 1.
+        state.write(&run.state())?;
     }
     run.create()?;
     let train_windows = fitted.counts.windows[TRAIN];
@@ -290,11 +316,13 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
             &checkpoint,
             model_metadata(cfg, epoch),
         )?;
+        // state.json is the commit point: everything it refers to (the
+        // checkpoint, the metrics row) is on disk before it says so.
+        history.push(metrics.clone());
+        write_metrics(&run.metrics(), &history)?;
         state.epochs_done = epoch;
         state.adam_step = adam.step;
         state.write(&run.state())?;
-        history.push(metrics.clone());
-        write_metrics(&run.metrics(), &history)?;
         if let Err(e) = crate::plot::loss_chart(&run.loss_png(), &history) {
             if !plot_warned {
                 tracing::warn!("cannot draw {}: {e}", run.loss_png().display());

@@ -456,3 +456,114 @@ fn bad_inputs_are_named() {
         fails(&["--device", "cuda"], "no CUDA GPU");
     }
 }
+
+/// kill -9 in the middle of training leaves only complete files, and
+/// --resume then finishes with the same curve as a run never killed.
+#[test]
+fn a_killed_run_resumes_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = dataset(dir.path(), &spec(24, 400));
+    let (whole, killed) = (dir.path().join("whole"), dir.path().join("killed"));
+    let args = ["--epochs", "6", "--patience", "10"];
+    fit(&data, &whole, &args).assert().success();
+    let mut kills = 0;
+    for attempt in 0..20 {
+        let _ = std::fs::remove_dir_all(&killed);
+        let mut child = fit(&data, &killed, &args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill somewhere after the first checkpoint, at a moment that moves
+        // with the attempt.
+        // Even attempts: as soon as the run is resumable (state.json, before
+        // any epoch ends); odd ones: after the first checkpoint.
+        let first = if attempt % 2 == 0 {
+            killed.join("state.json")
+        } else {
+            killed.join("checkpoints/epoch-0001.safetensors")
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !first.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(15 * (attempt / 2)));
+        let finished = child.try_wait().unwrap().is_some();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        if finished {
+            continue;
+        }
+        kills += 1;
+        // Every file under its final name is complete.
+        for entry in walk(&killed) {
+            let name = entry.file_name().unwrap().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue; // an atomic write's temp file, removed by the next run
+            }
+            if name.ends_with(".safetensors") {
+                let bytes = std::fs::read(&entry).unwrap();
+                let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+                let meta: Value = serde_json::from_slice(&bytes[8..8 + header]).unwrap();
+                let end = meta
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .filter_map(|t| t["data_offsets"][1].as_u64())
+                    .max()
+                    .unwrap();
+                assert_eq!(bytes.len(), 8 + header + end as usize, "{name} truncated");
+            }
+            if name.ends_with(".json") {
+                serde_json::from_slice::<Value>(&std::fs::read(&entry).unwrap()).unwrap();
+            }
+        }
+        kiln_train()
+            .args([
+                "fit",
+                data.to_str().unwrap(),
+                "--run",
+                killed.to_str().unwrap(),
+                "--resume",
+            ])
+            .args(["--device", "cpu", "--threads", "1"])
+            .assert()
+            .success();
+        assert_eq!(
+            learning_curve(&killed),
+            learning_curve(&whole),
+            "attempt {attempt}"
+        );
+        assert!(
+            tensor_bytes(&killed.join("model.safetensors"))
+                == tensor_bytes(&whole.join("model.safetensors")),
+            "attempt {attempt}: best weights differ"
+        );
+        let leftovers: Vec<_> = walk(&killed)
+            .into_iter()
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "temp files left after resume: {leftovers:?}"
+        );
+        if kills == 4 {
+            break;
+        }
+    }
+    eprintln!("{kills} kills landed");
+    assert!(kills >= 1, "no kill landed while training ran");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
