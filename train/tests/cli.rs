@@ -63,6 +63,20 @@ fn fit(data: &Path, run: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// `kiln-train fit DATA --run RUN --resume` plus `extra`.
+fn resume(data: &Path, run: &Path, extra: &[&str]) -> Command {
+    let mut c = kiln_train();
+    c.args([
+        "fit",
+        data.to_str().unwrap(),
+        "--run",
+        run.to_str().unwrap(),
+        "--resume",
+    ])
+    .args(extra);
+    c
+}
+
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
@@ -260,19 +274,13 @@ fn same_seed_same_metrics_and_resume_continues_exactly() {
     .assert()
     .success();
     assert_eq!(learning_curve(&d).len(), 2);
-    kiln_train()
-        .args([
-            "fit",
-            data.to_str().unwrap(),
-            "--run",
-            d.to_str().unwrap(),
-            "--resume",
-            "--epochs",
-            "4",
-        ])
-        .args(["--device", "cpu", "--threads", "1"])
-        .assert()
-        .success();
+    resume(
+        &data,
+        &d,
+        &["--epochs", "4", "--device", "cpu", "--threads", "1"],
+    )
+    .assert()
+    .success();
     assert_eq!(learning_curve(&d), learning_curve(&a));
     assert!(
         tensor_bytes(&d.join("model.safetensors")) == tensor_bytes(&a.join("model.safetensors")),
@@ -284,16 +292,7 @@ fn same_seed_same_metrics_and_resume_continues_exactly() {
         .assert()
         .code(4)
         .stderr(predicate::str::contains("--resume"));
-    kiln_train()
-        .args([
-            "fit",
-            data.to_str().unwrap(),
-            "--run",
-            a.to_str().unwrap(),
-            "--resume",
-            "--window",
-            "3",
-        ])
+    resume(&data, &a, &["--window", "3"])
         .assert()
         .code(3)
         .stderr(predicate::str::contains("only --epochs"));
@@ -518,15 +517,7 @@ fn a_killed_run_resumes_to_the_same_result() {
                 serde_json::from_slice::<Value>(&std::fs::read(&entry).unwrap()).unwrap();
             }
         }
-        kiln_train()
-            .args([
-                "fit",
-                data.to_str().unwrap(),
-                "--run",
-                killed.to_str().unwrap(),
-                "--resume",
-            ])
-            .args(["--device", "cpu", "--threads", "1"])
+        resume(&data, &killed, &["--device", "cpu", "--threads", "1"])
             .assert()
             .success();
         assert_eq!(

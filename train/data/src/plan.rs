@@ -226,16 +226,17 @@ pub fn fit(plan: &Plan, rules: &WindowRules, threads: usize) -> Result<Fit> {
         targets: Vec<RunningStats>,
         counts: WindowCounts,
     }
+    let empty = || Partial {
+        features: vec![RunningStats::default(); nf],
+        targets: vec![RunningStats::default(); nt],
+        counts: WindowCounts {
+            windows: vec![0; parts],
+            skipped: vec![SkipCounts::default(); parts],
+            longest_series: 0,
+        },
+    };
     let work = |keys: &[usize]| -> Result<Partial> {
-        let mut p = Partial {
-            features: vec![RunningStats::default(); nf],
-            targets: vec![RunningStats::default(); nt],
-            counts: WindowCounts {
-                windows: vec![0; parts],
-                skipped: vec![SkipCounts::default(); parts],
-                longest_series: 0,
-            },
-        };
+        let mut p = empty();
         let mut ends = Vec::new();
         for &entry in keys {
             let s: RawSeries = read_series(&plan.ds, entry, &plan.columns)?;
@@ -277,15 +278,7 @@ pub fn fit(plan: &Plan, rules: &WindowRules, threads: usize) -> Result<Fit> {
             .map(|h| h.join().expect("fit worker panicked"))
             .collect()
     });
-    let mut total = Partial {
-        features: vec![RunningStats::default(); nf],
-        targets: vec![RunningStats::default(); nt],
-        counts: WindowCounts {
-            windows: vec![0; parts],
-            skipped: vec![SkipCounts::default(); parts],
-            longest_series: 0,
-        },
-    };
+    let mut total = empty();
     for p in partials {
         let p = p?;
         total
