@@ -105,6 +105,16 @@ impl Plan {
                     "no key of the dataset has attributes here",
                 ));
             }
+            let blanks: usize = keys
+                .iter()
+                .map(|&i| raw_attributes[i].iter().filter(|v| v.is_nan()).count())
+                .sum();
+            if blanks > 0 {
+                tracing::warn!(
+                    "{blanks} missing attribute values in {}: filled with the training mean",
+                    table.path.display()
+                );
+            }
         }
         let mut key_part = vec![0u8; n];
         if let SplitSpec::Key { fractions } = &split {
