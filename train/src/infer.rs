@@ -35,6 +35,10 @@ pub enum Subset {
 }
 
 impl Subset {
+    fn name(self) -> &'static str {
+        self.part().map_or("all", |p| PART_NAMES[p])
+    }
+
     fn part(self) -> Option<usize> {
         match self {
             Subset::All => None,
@@ -183,7 +187,7 @@ pub fn eval(opts: &ApplyOptions) -> Result<EvalSummary> {
             &opts.dataset,
             format!(
                 "no {} windows with an observed target to evaluate",
-                subset_name(opts.subset)
+                opts.subset.name()
             ),
         ));
     }
@@ -234,7 +238,7 @@ pub fn eval(opts: &ApplyOptions) -> Result<EvalSummary> {
     Ok(EvalSummary {
         run: opts.run.clone(),
         dataset: opts.dataset.clone(),
-        subset: subset_name(opts.subset).into(),
+        subset: opts.subset.name().into(),
         keys: per_key.len(),
         windows,
         skipped,
@@ -249,15 +253,6 @@ pub fn eval(opts: &ApplyOptions) -> Result<EvalSummary> {
         median_key_nse: nse_by_target.into_iter().map(median).collect(),
         out,
     })
-}
-
-fn subset_name(s: Subset) -> &'static str {
-    match s {
-        Subset::All => "all",
-        Subset::Train => "train",
-        Subset::Val => "val",
-        Subset::Test => "test",
-    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -397,7 +392,7 @@ pub fn predict(opts: &ApplyOptions) -> Result<PredictSummary> {
     Ok(PredictSummary {
         run: opts.run.clone(),
         dataset: opts.dataset.clone(),
-        subset: subset_name(opts.subset).into(),
+        subset: opts.subset.name().into(),
         keys: keys.len(),
         rows,
         skipped,

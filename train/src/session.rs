@@ -7,7 +7,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::DeviceChoice;
 use crate::error::{Result, TrainError};
-use crate::loader::{Item, Loader, LoaderOptions, MiniBatch};
+use crate::loader::{Loader, LoaderOptions, MiniBatch};
 use crate::model::BranchLstm;
 use crate::plan::Plan;
 use crate::scaler::Scaler;
@@ -70,25 +70,18 @@ pub fn predict_windows(
     mut each: impl FnMut(&MiniBatch, &[f32]),
 ) -> Result<SkipCounts> {
     let window = opts.rules.window;
-    let mut loader = Loader::start(plan.clone(), scaler.clone(), opts, 0);
     let _guard = tch::no_grad_guard();
-    while let Some(item) = loader.recv() {
-        match item? {
-            Item::Batch(mb) => {
-                let (x, a, _) = to_tensors(&mb, model, window, model.device());
-                let pred = model
-                    .forward(&x, &a, false)
-                    .to_device(Device::Cpu)
-                    .contiguous();
-                let numel = pred.numel();
-                let mut values = vec![0f32; numel];
-                pred.copy_data(&mut values, numel);
-                each(&mb, &values);
-            }
-            Item::Done { skipped } => return Ok(skipped),
-        }
-    }
-    Err(TrainError::Internal(
-        "the loader stopped without finishing".into(),
-    ))
+    let streamed = Loader::start(plan.clone(), scaler.clone(), opts, 0).for_each(|mb| {
+        let (x, a, _) = to_tensors(&mb, model, window, model.device());
+        let pred = model
+            .forward(&x, &a, false)
+            .to_device(Device::Cpu)
+            .contiguous();
+        let numel = pred.numel();
+        let mut values = vec![0f32; numel];
+        pred.copy_data(&mut values, numel);
+        each(&mb, &values);
+        Ok(())
+    })?;
+    Ok(streamed.skipped)
 }

@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
 use crate::error::{Result, TrainError};
-use crate::loader::{Item, Loader, LoaderOptions};
+use crate::loader::{Loader, LoaderOptions};
 use crate::metrics::Agreement;
 use crate::model::{masked_mse, Adam, BranchLstm, ModelShape};
 use crate::plan::{self, Plan, TRAIN, VAL};
@@ -150,6 +150,8 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
         finished: false,
         stopped_early: false,
     };
+    // Directories, and the temp files of a killed run's atomic writes gone.
+    run.create()?;
     if opts.resume {
         state = TrainState::read(&run.state())?;
         let saved = Scaler::read(&run.require(run.scaler())?)?;
@@ -204,13 +206,11 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
         kiln_contracts::atomic::write_atomic(&run.config(), cfg.to_yaml().as_bytes())?;
         tracing::info!("resuming after epoch {}", state.epochs_done);
     } else {
-        run.create()?;
         kiln_contracts::atomic::write_atomic(&run.config(), cfg.to_yaml().as_bytes())?;
         scaler.write(&run.scaler())?;
         // From here on the run is resumable, even if killed in epoch 1.
         state.write(&run.state())?;
     }
-    run.create()?;
     let train_windows = fitted.counts.windows[TRAIN];
     let loader_opts = |part, shuffle: Option<u64>| LoaderOptions {
         part: Some(part),
@@ -230,28 +230,14 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
         let epoch_start = Instant::now();
         tch::manual_seed(mix_seed(cfg.seed, epoch));
         let bar = progress_bar(opts.progress, train_windows, epoch, cfg.epochs);
-        let mut loader = Loader::start(
+        let (mut loss_sum, mut loss_count, mut windows) = (0f64, 0i64, 0u64);
+        let streamed = Loader::start(
             plan.clone(),
             scaler.clone(),
             loader_opts(TRAIN, Some(cfg.seed)),
             epoch as u64,
-        );
-        let (mut loss_sum, mut loss_count, mut windows) = (0f64, 0i64, 0u64);
-        let mut waited = Duration::ZERO;
-        loop {
-            let wait_start = Instant::now();
-            let item = loader.recv();
-            waited += wait_start.elapsed();
-            let mb = match item {
-                Some(Ok(Item::Batch(mb))) => mb,
-                Some(Ok(Item::Done { .. })) => break,
-                Some(Err(e)) => return Err(e),
-                None => {
-                    return Err(TrainError::Internal(
-                        "the loader stopped without finishing".into(),
-                    ))
-                }
-            };
+        )
+        .for_each(|mb| {
             let (x, a, y) = session::to_tensors(&mb, &model, cfg.window, device);
             Adam::zero_grad(&mut params);
             let pred = model.forward(&x, &a, true);
@@ -265,8 +251,8 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
             }
             windows += mb.size as u64;
             bar.inc(mb.size as u64);
-        }
-        drop(loader);
+            Ok(())
+        })?;
         bar.finish_and_clear();
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let train_loss = loss_sum / loss_count.max(1) as f64;
@@ -289,7 +275,7 @@ pub fn fit(opts: &FitOptions) -> Result<FitSummary> {
             val_rmse: mean(|s| s.rmse),
             lr: cfg.lr,
             windows_per_s: windows as f64 / train_seconds,
-            data_wait_share: waited.as_secs_f64() / train_seconds,
+            data_wait_share: streamed.waited.as_secs_f64() / train_seconds,
             peak_rss_mib: kiln_contracts::mem::peak_rss_bytes().unwrap_or(0) as f64
                 / (1024.0 * 1024.0),
             seconds: epoch_start.elapsed().as_secs_f64(),

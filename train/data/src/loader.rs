@@ -9,12 +9,13 @@
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 use crate::plan::Plan;
 use crate::scaler::Scaler;
 use crate::series::{read_series, scale_row_major};
@@ -151,6 +152,35 @@ impl Loader {
     pub fn recv(&mut self) -> Option<Result<Item>> {
         self.rx.recv().ok()
     }
+
+    /// Hand every minibatch to `each` until the last; stops at the first
+    /// error, the loader's or `each`'s.
+    pub fn for_each(mut self, mut each: impl FnMut(MiniBatch) -> Result<()>) -> Result<Streamed> {
+        let mut waited = Duration::ZERO;
+        loop {
+            let wait_start = Instant::now();
+            let item = self.recv();
+            waited += wait_start.elapsed();
+            match item {
+                Some(Ok(Item::Batch(mb))) => each(mb)?,
+                Some(Ok(Item::Done { skipped })) => return Ok(Streamed { skipped, waited }),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(TrainError::Internal(
+                        "the loader stopped without finishing".into(),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// What [`Loader::for_each`] saw besides the minibatches.
+#[derive(Debug, Clone, Copy)]
+pub struct Streamed {
+    pub skipped: SkipCounts,
+    /// Time spent blocked waiting for the next minibatch.
+    pub waited: Duration,
 }
 
 impl Drop for Loader {

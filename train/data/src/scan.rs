@@ -9,8 +9,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::TrainConfig;
-use crate::error::{Result, TrainError};
-use crate::loader::{Item, Loader, LoaderOptions};
+use crate::error::Result;
+use crate::loader::{Loader, LoaderOptions};
 use crate::plan::{self, WindowCounts};
 use crate::windows::SkipCounts;
 
@@ -87,29 +87,20 @@ pub fn scan(opts: &ScanOptions) -> Result<ScanSummary> {
         readers,
         with_refs: false,
     };
-    let mut loader = Loader::start(plan.clone(), scaler, loader_opts, 1);
     let (mut windows, mut checksum) = (0u64, 0f64);
-    let skipped = loop {
-        match loader.recv() {
-            Some(Ok(Item::Batch(mb))) => {
-                windows += mb.size as u64;
-                // Touch every value the model would get.
-                checksum += mb.x.iter().map(|v| f64::from(*v)).sum::<f64>();
-                checksum +=
-                    mb.y.iter()
-                        .filter(|v| !v.is_nan())
-                        .map(|v| f64::from(*v))
-                        .sum::<f64>();
-            }
-            Some(Ok(Item::Done { skipped })) => break skipped,
-            Some(Err(e)) => return Err(e),
-            None => {
-                return Err(TrainError::Internal(
-                    "the loader stopped without finishing".into(),
-                ))
-            }
-        }
-    };
+    let skipped = Loader::start(plan.clone(), scaler, loader_opts, 1)
+        .for_each(|mb| {
+            windows += mb.size as u64;
+            // Touch every value the model would get.
+            checksum += mb.x.iter().map(|v| f64::from(*v)).sum::<f64>();
+            checksum +=
+                mb.y.iter()
+                    .filter(|v| !v.is_nan())
+                    .map(|v| f64::from(*v))
+                    .sum::<f64>();
+            Ok(())
+        })?
+        .skipped;
     let stream_seconds = t1.elapsed().as_secs_f64();
     Ok(ScanSummary {
         dataset: opts.dataset.clone(),
