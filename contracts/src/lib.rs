@@ -11,7 +11,8 @@
 //! * [`manifest`], [`index`], [`dataset`] — the keyed-dataset directory:
 //!   `_dataset.json`, `_index.parquet`, one file per key.
 //! * [`dates`] — parsing the date layouts users' exports contain.
-//! * [`mem`] — peak resident memory of this process, for stage summaries.
+//! * [`mem`] — peak resident memory of this process, for stage summaries, and
+//!   the adaptive memory budget stages size their chunks from.
 //!
 //! The format is documented for humans in `docs/CONTRACTS.md`.
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use kiln_contracts::dataset::Codec;
+use kiln_contracts::mem::human_bytes;
 use kiln_contracts::FileFormat;
 
 use crate::schema::{parse_type_overrides, TypeOptions};
@@ -111,9 +112,11 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "encode")]
     pub unsafe_keys: UnsafeKeysArg,
 
-    /// Peak memory budget (e.g. 256MiB, 1GiB)
-    #[arg(long, default_value = "256MiB", value_parser = parse_bytes)]
-    pub memory: u64,
+    /// Peak memory budget (e.g. 256MiB, 1GiB) [default: 256MiB, less when
+    /// memory is short: half the available memory, 3/4 of a cgroup or
+    /// kiln-monitor limit, at least 64MiB]
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory: Option<u64>,
 
     /// Worker threads (default: all cores)
     #[arg(long)]
@@ -153,6 +156,13 @@ fn parse_codec(s: &str) -> Result<Codec, String> {
         .ok_or_else(|| format!("unknown compression '{s}' (snappy, zstd, zstd:1..22, lz4, none)"))
 }
 
+/// `--memory` when memory is plentiful.
+const DEFAULT_MEMORY: u64 = 256 << 20;
+/// The least the default shrinks to under pressure: below this the chunks
+/// get so small that throughput collapses (an explicit `--memory` may go to
+/// 16 MiB).
+const MIN_ADAPTIVE_MEMORY: u64 = 64 << 20;
+
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let v = parse_size::Config::new()
         .with_binary()
@@ -186,6 +196,14 @@ impl Args {
                 .map(|n| n.get())
                 .unwrap_or(2)
         });
+        let budget = match self.memory {
+            Some(bytes) => kiln_contracts::mem::Budget {
+                bytes,
+                reason: format!("{} (--memory)", human_bytes(bytes)),
+            },
+            None => kiln_contracts::mem::adaptive_budget(DEFAULT_MEMORY, MIN_ADAPTIVE_MEMORY),
+        };
+        tracing::info!("memory budget {}", budget.reason);
         Ok(SplitOptions {
             input: self.input,
             out: self.out,
@@ -214,7 +232,8 @@ impl Args {
                 UnsafeKeysArg::Encode => UnsafeKeys::Encode,
                 UnsafeKeysArg::Error => UnsafeKeys::Error,
             },
-            memory_budget: self.memory,
+            memory_budget: budget.bytes,
+            memory_budget_reason: budget.reason,
             workers,
             force: self.force,
             tmp_dir: self.tmp_dir,

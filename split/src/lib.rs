@@ -58,6 +58,8 @@ pub struct SplitOptions {
     pub skip_bad_rows: bool,
     pub unsafe_keys: UnsafeKeys,
     pub memory_budget: u64,
+    /// How the budget was chosen (`--memory`, default, or memory pressure).
+    pub memory_budget_reason: String,
     pub workers: usize,
     pub force: bool,
     pub tmp_dir: Option<PathBuf>,
@@ -447,6 +449,7 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
         elapsed_seconds: started.elapsed().as_secs_f64(),
         peak_rss_bytes: kiln_contracts::mem::peak_rss_bytes(),
         memory_budget_bytes: opts.memory_budget,
+        memory_budget_reason: opts.memory_budget_reason.clone(),
         workers: opts.workers,
         buckets: mem.buckets,
         resplit_buckets: assembled.resplit_buckets,

@@ -26,6 +26,7 @@ pub struct Summary {
     pub elapsed_seconds: f64,
     pub peak_rss_bytes: Option<u64>,
     pub memory_budget_bytes: u64,
+    pub memory_budget_reason: String,
     pub workers: usize,
     pub buckets: usize,
     pub resplit_buckets: u64,
@@ -74,9 +75,7 @@ impl Summary {
         let _ = writeln!(
             s,
             "  peak RSS       {peak} (budget {}, {} workers, {} buckets)",
-            human_bytes(self.memory_budget_bytes),
-            self.workers,
-            self.buckets
+            self.memory_budget_reason, self.workers, self.buckets
         );
         if let Some(r) = &self.rejects_file {
             let _ = writeln!(s, "  rejects        {}", r.display());
