@@ -7,23 +7,25 @@ CARGO ?= cargo
 DEMO  ?= data/demo
 # Runs a command with libtorch where tch's build finds it (installs it once).
 LIBTORCH = scripts/with-libtorch.sh
-RELEASE_BINS = -p kiln-split -p kiln-testkit -p kiln-train
+RELEASE_BINS = -p kiln-monitor -p kiln-split -p kiln-testkit -p kiln-train
 
-.PHONY: all demo test lint fmt build python-env bench-split bench-train clean-demo
+.PHONY: all demo test lint fmt build python-env bench-split bench-train bench-monitor clean-demo
 
 all: build
 
 build:
 	$(LIBTORCH) $(CARGO) build --release $(RELEASE_BINS)
 
-## demo: generate a small hydrology-like dataset, split it by key, train an
-## LSTM on it, evaluate and predict
+## demo: generate a small hydrology-like dataset, split it by key (under the
+## memory watchdog), train an LSTM on it, evaluate and predict
 demo: build
 	@mkdir -p $(DEMO)
 	./target/release/kiln-gen keyed --keys 200 --days 1095 --string-keys \
 		--out $(DEMO)/daily.csv --attributes $(DEMO)/attributes.csv
-	./target/release/kiln-split $(DEMO)/daily.csv --key COMID --date date \
+	./target/release/kiln-monitor run --limit 1GiB --log $(DEMO)/split-memory.jsonl -- \
+		./target/release/kiln-split $(DEMO)/daily.csv --key COMID --date date \
 		--out $(DEMO)/split --force
+	./target/release/kiln-monitor report $(DEMO)/split-memory.jsonl --png $(DEMO)/split-memory.png
 	./target/release/kiln-train fit $(DEMO)/split --config train/configs/demo.yaml \
 		--attributes $(DEMO)/attributes.csv --run $(DEMO)/run --force
 	./target/release/kiln-train eval $(DEMO)/run $(DEMO)/split --subset val
@@ -31,6 +33,7 @@ demo: build
 	@echo
 	@echo "demo: keyed dataset in $(DEMO)/split ($$(ls $(DEMO)/split | wc -l) files);"
 	@echo "      index $(DEMO)/split/_index.parquet, manifest $(DEMO)/split/_dataset.json"
+	@echo "      the split's memory over time: $(DEMO)/split-memory.png (kiln-monitor)"
 	@echo "      trained run in $(DEMO)/run: model.safetensors, metrics.csv, loss.png,"
 	@echo "      eval.csv (per key), predictions.parquet"
 
@@ -52,6 +55,10 @@ python-env:
 ## bench-split: kiln-split vs pandas, DuckDB and Polars on a >=1 GB CSV
 bench-split: build python-env
 	bench/split/run.sh
+
+## bench-monitor: kiln-monitor's CPU at 10 Hz and kill latency vs a psutil loop
+bench-monitor: python-env
+	bench/monitor/run.sh
 
 ## bench-train: kiln-train's loader vs a pandas iterator; full training RSS
 bench-train: build python-env
