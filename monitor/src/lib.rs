@@ -40,33 +40,18 @@ pub fn main_with(cli: cli::Cli) -> i32 {
 fn execute(command: Command) -> Result<i32, MonitorError> {
     match command {
         Command::Run(args) => {
-            let total =
-                sampler::Sampler::new(sampler::Tree::RootedAt(std::process::id())).total_memory();
-            let settings = settings(&args.limits, total)?;
+            let total = sampler::total_memory();
+            let mut settings = settings(&args.limits, total)?;
             let hard = if args.hard {
-                Some(hard_cgroup(&args, &settings, total)?)
+                hard_cgroup(&args, &mut settings, total)?
             } else {
                 None
             };
-            let mut settings = settings;
-            let hard = hard.and_then(|h| match h {
-                Ok(cgroup) => {
-                    settings.hard_limit = Some(cgroup.max);
-                    tracing::info!("hard limit: {}", cgroup.describe());
-                    Some(cgroup)
-                }
-                Err(why) => {
-                    eprintln!("kiln-monitor: --hard is not available: {why}; the watchdog alone enforces the limit");
-                    None
-                }
-            });
             let summary = run::run(&args.command, &settings, hard)?;
             Ok(finish(&summary, &args.limits))
         }
         Command::Watch(args) => {
-            let total =
-                sampler::Sampler::new(sampler::Tree::RootedAt(std::process::id())).total_memory();
-            let settings = settings(&args.limits, total)?;
+            let settings = settings(&args.limits, sampler::total_memory())?;
             let summary = watch::watch_pid(args.pid, &settings)?;
             Ok(finish(&summary, &args.limits))
         }
@@ -117,13 +102,14 @@ fn settings(limits: &Limits, total: u64) -> Result<watchdog::Settings, MonitorEr
     })
 }
 
-/// The `--hard` cgroup, or why there is none. A usage error (no limit to
-/// derive it from) is an error; a machine without cgroup v2 is not.
+/// The `--hard` cgroup. A usage error (no limit to derive it from) is an
+/// error; a machine without cgroup v2 is not: that is said in one line, and
+/// the watchdog goes on alone.
 fn hard_cgroup(
     args: &cli::RunArgs,
-    settings: &watchdog::Settings,
+    settings: &mut watchdog::Settings,
     total: u64,
-) -> Result<Result<cgroup::HardCgroup, String>, MonitorError> {
+) -> Result<Option<cgroup::HardCgroup>, MonitorError> {
     let max = match (args.hard_limit, settings.thresholds.tree_limit) {
         (Some(amount), _) => amount.resolve(total),
         (None, Some(limit)) => limit + limit / 10,
@@ -133,7 +119,19 @@ fn hard_cgroup(
             ))
         }
     };
-    Ok(cgroup::HardCgroup::create(max))
+    match cgroup::HardCgroup::create(max) {
+        Ok(cgroup) => {
+            settings.hard_limit = Some(cgroup.max);
+            tracing::info!("hard limit: {}", cgroup.describe());
+            Ok(Some(cgroup))
+        }
+        Err(why) => {
+            eprintln!(
+                "kiln-monitor: --hard is not available: {why}; the watchdog alone enforces the limit"
+            );
+            Ok(None)
+        }
+    }
 }
 
 fn finish(summary: &Summary, limits: &Limits) -> i32 {

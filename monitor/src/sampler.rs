@@ -83,12 +83,6 @@ impl Sampler {
         }
     }
 
-    pub fn total_memory(&mut self) -> u64 {
-        self.system
-            .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
-        self.system.total_memory()
-    }
-
     pub fn sample(&mut self) -> Sample {
         self.system
             .refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
@@ -205,6 +199,13 @@ impl Sampler {
             }
         }
     }
+}
+
+/// The machine's total memory, which percentages are shares of.
+pub fn total_memory() -> u64 {
+    let mut system = System::new();
+    system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+    system.total_memory()
 }
 
 fn add(sample: &mut Sample, pid: u32, rss: u64, name: impl FnOnce() -> String) {

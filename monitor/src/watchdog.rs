@@ -111,7 +111,7 @@ pub fn watch(
     mode: &str,
     command: &[String],
 ) -> Result<Summary, MonitorError> {
-    let total_memory = sampler.total_memory();
+    let total_memory = crate::sampler::total_memory();
     let mut journal = Journal {
         start: Instant::now(),
         log: settings.log.as_deref().map(LogWriter::create).transpose()?,

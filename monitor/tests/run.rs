@@ -79,8 +79,8 @@ fn kill_lands_within_two_intervals_of_the_crossing() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mem.jsonl");
     let limit = 96 * MIB;
-    let out = monitor()
-        .args([
+    let out = monitor_memhog(
+        &[
             "run",
             "--limit",
             "96MiB",
@@ -89,13 +89,10 @@ fn kill_lands_within_two_intervals_of_the_crossing() {
             "--grace",
             "5s",
             "--log",
-        ])
-        .arg(&log)
-        .arg("--")
-        .arg(memhog())
-        .args(["--step", "16MiB", "--steps", "40", "--every", "250ms"])
-        .output()
-        .unwrap();
+            log.to_str().unwrap(),
+        ],
+        "--step 16MiB --steps 40 --every 250ms",
+    );
     assert_eq!(out.status.code(), Some(124), "{}", stderr_of(&out));
     let stderr = stderr_of(&out);
     assert!(stderr.contains("reached the limit 96.0 MiB"), "{stderr}");
@@ -144,22 +141,10 @@ fn kill_lands_within_two_intervals_of_the_crossing() {
 #[test]
 fn the_tree_is_summed() {
     // memhog + 2 children + 4 grandchildren, 48 MiB each.
-    let out = monitor()
-        .args(["run", "--json", "-q", "--interval", "50ms", "--"])
-        .arg(memhog())
-        .args([
-            "--children",
-            "2",
-            "--depth",
-            "2",
-            "--step",
-            "16MiB",
-            "--steps",
-            "3",
-        ])
-        .args(["--every", "20ms", "--hold", "1500ms"])
-        .output()
-        .unwrap();
+    let out = monitor_memhog(
+        &["run", "--json", "-q", "--interval", "50ms"],
+        "--children 2 --depth 2 --step 16MiB --steps 3 --every 20ms --hold 1500ms",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
     let summary = json_of(&out);
     assert_eq!(memhog_steps(&out.stdout).len(), 7 * 3);
@@ -183,24 +168,18 @@ fn grandchildren_die_too() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mem.jsonl");
     let started = Instant::now();
-    let out = monitor()
-        .args(["run", "--limit", "160MiB", "--grace", "2s", "--log"])
-        .arg(&log)
-        .arg("--")
-        .arg(memhog())
-        .args([
-            "--children",
-            "2",
-            "--depth",
-            "2",
-            "--step",
-            "4MiB",
-            "--steps",
-            "1000",
-        ])
-        .args(["--every", "30ms"])
-        .output()
-        .unwrap();
+    let out = monitor_memhog(
+        &[
+            "run",
+            "--limit",
+            "160MiB",
+            "--grace",
+            "2s",
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        "--children 2 --depth 2 --step 4MiB --steps 1000 --every 30ms",
+    );
     assert_eq!(out.status.code(), Some(124), "{}", stderr_of(&out));
     let mut pids: Vec<u32> = memhog_lines(&out.stdout).iter().map(|s| s.pid).collect();
     pids.sort_unstable();
@@ -219,22 +198,18 @@ fn grandchildren_die_too() {
 fn sigkill_follows_an_ignored_sigterm_after_the_grace() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mem.jsonl");
-    let out = monitor()
-        .args(["run", "--limit", "64MiB", "--grace", "700ms", "--log"])
-        .arg(&log)
-        .arg("--")
-        .arg(memhog())
-        .args([
-            "--ignore-sigterm",
-            "--step",
-            "32MiB",
-            "--steps",
-            "3",
-            "--hold",
-            "60s",
-        ])
-        .output()
-        .unwrap();
+    let out = monitor_memhog(
+        &[
+            "run",
+            "--limit",
+            "64MiB",
+            "--grace",
+            "700ms",
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        "--ignore-sigterm --step 32MiB --steps 3 --hold 60s",
+    );
     assert_eq!(out.status.code(), Some(124), "{}", stderr_of(&out));
     let log = read_log(&log);
     let kills = events(&log, "kill");

@@ -60,16 +60,20 @@ fn watch_follows_a_process_to_its_end() {
 fn report_rebuilds_the_summary_and_draws_it() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("mem.jsonl");
-    let out = monitor()
-        .args([
-            "run", "--json", "-q", "--limit", "80MiB", "--grace", "1s", "--log",
-        ])
-        .arg(&log)
-        .arg("--")
-        .arg(memhog())
-        .args(["--step", "16MiB", "--steps", "100", "--every", "60ms"])
-        .output()
-        .unwrap();
+    let out = monitor_memhog(
+        &[
+            "run",
+            "--json",
+            "-q",
+            "--limit",
+            "80MiB",
+            "--grace",
+            "1s",
+            "--log",
+            log.to_str().unwrap(),
+        ],
+        "--step 16MiB --steps 100 --every 60ms",
+    );
     assert_eq!(out.status.code(), Some(124));
     let mut live = json_of(&out);
 
@@ -134,8 +138,8 @@ fn hard_limit_or_a_clear_fallback() {
     // command at memory.max long before the watchdog's next sample (1 s);
     // elsewhere kiln-monitor says why there is no hard limit, and the
     // watchdog still enforces --limit.
-    let out = monitor()
-        .args([
+    let out = monitor_memhog(
+        &[
             "run",
             "--json",
             "-q",
@@ -144,14 +148,13 @@ fn hard_limit_or_a_clear_fallback() {
             "--hard",
             "--hard-limit",
             "96MiB",
-        ])
-        .args(["--interval", "1s", "--grace", "1s", "--"])
-        .arg(memhog())
-        .args([
-            "--step", "16MiB", "--steps", "20", "--every", "20ms", "--hold", "5s",
-        ])
-        .output()
-        .unwrap();
+            "--interval",
+            "1s",
+            "--grace",
+            "1s",
+        ],
+        "--step 16MiB --steps 20 --every 20ms --hold 5s",
+    );
     let stderr = stderr_of(&out);
     let summary = json_of(&out);
     assert_eq!(out.status.code(), Some(124), "{stderr}");

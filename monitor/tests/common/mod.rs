@@ -24,8 +24,16 @@ pub fn memhog() -> PathBuf {
     path
 }
 
-pub fn memhog_str() -> String {
-    memhog().to_string_lossy().into_owned()
+/// `kiln-monitor <monitor_args> -- kiln-memhog <memhog_args>` (the latter
+/// split on whitespace), run to completion.
+pub fn monitor_memhog(monitor_args: &[&str], memhog_args: &str) -> std::process::Output {
+    monitor()
+        .args(monitor_args)
+        .arg("--")
+        .arg(memhog())
+        .args(memhog_args.split_whitespace())
+        .output()
+        .unwrap()
 }
 
 /// One line kiln-memhog printed: before a step (`rss` is `None`) or after.
