@@ -12,6 +12,7 @@ use signal_hook::iterator::Signals;
 
 use crate::cgroup::HardCgroup;
 use crate::error::MonitorError;
+use crate::record::LogWriter;
 use crate::sampler::{Sampler, Tree};
 use crate::summary::Summary;
 use crate::watchdog::{self, Ending, Settings, Target, Wake};
@@ -77,6 +78,7 @@ pub fn run(
     settings: &Settings,
     hard: Option<HardCgroup>,
 ) -> Result<Summary, MonitorError> {
+    let log = open_log(settings)?;
     let (tx, events) = mpsc::channel();
     // Before the spawn, so a Ctrl-C right after it is passed on, not lost.
     forward_signals(tx.clone())?;
@@ -124,11 +126,16 @@ pub fn run(
     reap_children(pid, tx);
     let mut target = Spawned { pid, events, hard };
     let mut sampler = Sampler::new(Tree::DescendantsOf(std::process::id()));
-    let summary = watchdog::watch(&mut target, &mut sampler, settings, "run", command);
+    let summary = watchdog::watch(&mut target, &mut sampler, settings, log, "run", command);
     if let Some(cgroup) = target.hard.take() {
         cgroup.remove();
     }
-    summary
+    Ok(summary)
+}
+
+/// The `--log` file, opened before anything is started or watched.
+pub fn open_log(settings: &Settings) -> Result<Option<LogWriter>, MonitorError> {
+    settings.log.as_deref().map(LogWriter::create).transpose()
 }
 
 fn forward_signals(tx: Sender<Event>) -> Result<(), MonitorError> {

@@ -73,6 +73,7 @@ pub fn watch_pid(pid: u32, settings: &Settings) -> Result<Summary, MonitorError>
     };
     let leads_group =
         rustix::process::getpgid(Some(pid_handle)).is_ok_and(|group| group == pid_handle);
+    let log = crate::run::open_log(settings)?;
     let (tx, signals) = mpsc::channel();
     let mut incoming = Signals::new(FORWARDED).map_err(|source| MonitorError::Io {
         what: "installing signal handlers".into(),
@@ -99,5 +100,12 @@ pub fn watch_pid(pid: u32, settings: &Settings) -> Result<Summary, MonitorError>
         signals,
     };
     let mut sampler = Sampler::new(Tree::RootedAt(pid));
-    watchdog::watch(&mut target, &mut sampler, settings, "watch", &command)
+    Ok(watchdog::watch(
+        &mut target,
+        &mut sampler,
+        settings,
+        log,
+        "watch",
+        &command,
+    ))
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kiln_contracts::mem::human_bytes;
 use rustix::process::Signal;
 
-use crate::error::{exit, MonitorError};
+use crate::error::exit;
 use crate::limits::Thresholds;
 use crate::record::{LogWriter, Record};
 use crate::sampler::{own_cpu_seconds, Sampler};
@@ -87,11 +87,15 @@ impl Journal {
         (self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
     }
 
-    fn emit(&mut self, record: Record) -> Result<(), MonitorError> {
+    /// A log that cannot be written (disk full) is dropped with one
+    /// warning: the watchdog must go on guarding the command regardless.
+    fn emit(&mut self, record: Record) {
         self.summary.observe(&record);
-        match &mut self.log {
-            Some(log) => log.write(&record),
-            None => Ok(()),
+        if let Some(log) = &mut self.log {
+            if let Err(e) = log.write(&record) {
+                eprintln!("kiln-monitor: warning: {e}; logging stops, watching goes on");
+                self.log = None;
+            }
         }
     }
 }
@@ -103,18 +107,20 @@ pub fn unix_ms() -> u64 {
 }
 
 /// Watches `target` until it ends; returns the summary, whose `exit_status`
-/// is what kiln-monitor should exit with.
+/// is what kiln-monitor should exit with. `log` was opened by the caller
+/// before the command started, so that no failure here leaves it unwatched.
 pub fn watch(
     target: &mut dyn Target,
     sampler: &mut Sampler,
     settings: &Settings,
+    log: Option<LogWriter>,
     mode: &str,
     command: &[String],
-) -> Result<Summary, MonitorError> {
+) -> Summary {
     let total_memory = crate::sampler::total_memory();
     let mut journal = Journal {
         start: Instant::now(),
-        log: settings.log.as_deref().map(LogWriter::create).transpose()?,
+        log,
         summary: Summary::default(),
     };
     let thresholds = settings.thresholds;
@@ -132,7 +138,7 @@ pub fn watch(
         warn: thresholds.warn,
         min_available: thresholds.min_available,
         hard_limit: settings.hard_limit,
-    })?;
+    });
     let mut phase = Phase::Watching;
     let mut warned = false;
     let mut last_pids: Vec<u32>;
@@ -147,7 +153,7 @@ pub fn watch(
             top: sample.top.clone(),
             system_used: sample.system_used,
             system_available: sample.system_available,
-        })?;
+        });
         if let Some(threshold) = thresholds.warn.filter(|&w| !warned && sample.tree_rss >= w) {
             warned = true;
             let top = sample.top.as_ref().map_or(String::new(), |t| {
@@ -171,7 +177,7 @@ pub fn watch(
                 unix_ms: unix_ms(),
                 tree_rss: sample.tree_rss,
                 threshold,
-            })?;
+            });
         }
         let now = Instant::now();
         match phase {
@@ -192,7 +198,7 @@ pub fn watch(
                         reason,
                         tree_rss: sample.tree_rss,
                         pids: sample.pids.clone(),
-                    })?;
+                    });
                     phase = Phase::Terminating {
                         deadline: now + settings.grace,
                     };
@@ -205,7 +211,7 @@ pub fn watch(
                     &sample.pids,
                     sample.tree_rss,
                     settings.grace,
-                )?;
+                );
                 phase = Phase::Killed;
             }
             Phase::Terminating { .. } => {}
@@ -237,7 +243,7 @@ pub fn watch(
                         t: journal.t(),
                         unix_ms: unix_ms(),
                         signal: name,
-                    })?;
+                    });
                 }
             }
         }
@@ -251,7 +257,7 @@ pub fn watch(
             let sample = sampler.sample();
             pids = sample.pids;
             if !pids.is_empty() && Instant::now() >= deadline {
-                kill_hard(target, &mut journal, &pids, sample.tree_rss, settings.grace)?;
+                kill_hard(target, &mut journal, &pids, sample.tree_rss, settings.grace);
                 break;
             }
             std::thread::sleep(settings.interval.min(Duration::from_millis(50)));
@@ -291,11 +297,11 @@ pub fn watch(
         stopped_by_watchdog: stopped,
         reason,
         max_process_rss: target.max_process_rss(),
-    })?;
+    });
     let mut summary = journal.summary;
     summary.monitor_cpu_s = own_cpu_seconds();
     summary.monitor_peak_rss_bytes = kiln_contracts::mem::peak_rss_bytes();
-    Ok(summary)
+    summary
 }
 
 fn kill_hard(
@@ -304,7 +310,7 @@ fn kill_hard(
     pids: &[u32],
     tree_rss: u64,
     grace: Duration,
-) -> Result<(), MonitorError> {
+) {
     eprintln!(
         "kiln-monitor: {} process(es) still running {} after SIGTERM (pids {}); SIGKILL",
         pids.len(),
@@ -322,7 +328,7 @@ fn kill_hard(
         ),
         tree_rss,
         pids: pids.to_vec(),
-    })
+    });
 }
 
 fn join_pids(pids: &[u32]) -> String {

@@ -255,3 +255,37 @@ fn bad_arguments_say_what_is_wrong() {
     let help = monitor().args(["run", "--help"]).output().unwrap();
     assert_eq!(help.status.code(), Some(0));
 }
+
+#[test]
+fn a_log_that_cannot_be_written_never_leaves_the_command_unwatched() {
+    // Cannot be created: nothing starts.
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let out = monitor()
+        .args([
+            "run",
+            "--log",
+            "/proc/kiln-monitor-test.jsonl",
+            "--",
+            "touch",
+        ])
+        .arg(&marker)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("creating the log /proc/kiln-monitor-test.jsonl"));
+    assert!(!marker.exists(), "the command must not have started");
+
+    // Fills up mid-run: one warning, and the watch and the status go on.
+    let out = monitor_memhog(
+        &["run", "-q", "--log", "/dev/full", "--limit", "64MiB"],
+        "--step 16MiB --steps 40 --every 30ms",
+    );
+    let stderr = stderr_of(&out);
+    assert_eq!(out.status.code(), Some(124), "{stderr}");
+    assert_eq!(
+        stderr.matches("logging stops, watching goes on").count(),
+        1,
+        "{stderr}"
+    );
+}
