@@ -6,9 +6,15 @@
 //! is), `F` smooth seasonal features with autocorrelated noise, and sparse
 //! targets that are a known function of recent inputs plus a static attribute
 //! — so a model trained on it has something real to learn.
+//!
+//! [`klines`] imitates a stock kline table (`stock_kline_data`) for
+//! kiln-preheat and kiln-featurize, as a CSV dump or, through
+//! [`kline_mysql`], a MySQL/MariaDB table.
 
 pub mod dataset;
 pub mod keyed;
+pub mod kline_mysql;
+pub mod klines;
 pub mod rng;
 
 pub use keyed::{KeyStyle, KeyedSpec, Row};
