@@ -4,7 +4,7 @@
 
 use mysql_async::prelude::Queryable;
 
-use crate::klines::{decimal, Kline, KlineSpec};
+use crate::klines::{Kline, KlineSpec};
 
 /// The table's definition; `name` is quoted by the caller's rules (tests use
 /// plain identifiers).
@@ -34,24 +34,17 @@ pub fn updated_at(k: &Kline) -> String {
     )
 }
 
+/// One row of a multi-row INSERT. Every value is quoted (MySQL converts a
+/// quoted decimal exactly); the generated text is digits, dates and
+/// symbols only, so inline values are safe.
 fn values(k: &Kline) -> String {
-    format!(
-        "('{}','{}',{},{},{},{},{},{},{},'{}')",
-        k.symbol,
-        kiln_contracts::dates::format_date(k.trade_date),
-        decimal(k.open, 2),
-        decimal(k.high, 2),
-        decimal(k.low, 2),
-        decimal(k.close, 2),
-        k.volume,
-        decimal(k.amount, 2),
-        k.turnover.map_or("NULL".to_string(), |t| decimal(t, 4)),
-        updated_at(k),
-    )
+    let quoted = k
+        .text_fields()
+        .map(|field| field.map_or("NULL".to_string(), |v| format!("'{v}'")));
+    format!("({},'{}')", quoted.join(","), updated_at(k))
 }
 
-/// Inserts rows in multi-row statements of `batch` rows (the generated
-/// values are digits and dates only, so they are written inline).
+/// Inserts rows in multi-row statements of `batch` rows.
 pub async fn insert_rows(
     conn: &mut mysql_async::Conn,
     table: &str,

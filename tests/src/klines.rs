@@ -166,20 +166,25 @@ impl KlineSpec {
 }
 
 impl Kline {
-    /// The row as the CSV dump writes it (no newline).
+    /// Each column as text, in [`KLINE_COLUMNS`] order: ISO date, 2 places
+    /// for prices and amount, 4 for turnover; `None` for NULL.
+    pub fn text_fields(&self) -> [Option<String>; 9] {
+        [
+            Some(self.symbol.clone()),
+            Some(kiln_contracts::dates::format_date(self.trade_date)),
+            Some(decimal(self.open, 2)),
+            Some(decimal(self.high, 2)),
+            Some(decimal(self.low, 2)),
+            Some(decimal(self.close, 2)),
+            Some(self.volume.to_string()),
+            Some(decimal(self.amount, 2)),
+            self.turnover.map(|t| decimal(t, 4)),
+        ]
+    }
+
+    /// The row as the CSV dump writes it (no newline; NULL is empty).
     pub fn csv_line(&self) -> String {
-        format!(
-            "{},{},{},{},{},{},{},{},{}",
-            self.symbol,
-            kiln_contracts::dates::format_date(self.trade_date),
-            decimal(self.open, 2),
-            decimal(self.high, 2),
-            decimal(self.low, 2),
-            decimal(self.close, 2),
-            self.volume,
-            decimal(self.amount, 2),
-            self.turnover.map_or(String::new(), |t| decimal(t, 4)),
-        )
+        self.text_fields().map(Option::unwrap_or_default).join(",")
     }
 }
 
