@@ -40,10 +40,9 @@ pub fn main_with(cli: cli::Cli) -> i32 {
 fn execute(command: Command) -> Result<i32, MonitorError> {
     match command {
         Command::Run(args) => {
-            let total = sampler::total_memory();
-            let mut settings = settings(&args.limits, total)?;
+            let mut settings = settings(&args.limits, sampler::total_memory())?;
             let hard = if args.hard {
-                hard_cgroup(&args, &mut settings, total)?
+                hard_cgroup(&args, &mut settings)?
             } else {
                 None
             };
@@ -99,6 +98,7 @@ fn settings(limits: &Limits, total: u64) -> Result<watchdog::Settings, MonitorEr
         grace: limits.grace,
         log: limits.log.clone(),
         hard_limit: None,
+        total_memory: total,
     })
 }
 
@@ -108,10 +108,9 @@ fn settings(limits: &Limits, total: u64) -> Result<watchdog::Settings, MonitorEr
 fn hard_cgroup(
     args: &cli::RunArgs,
     settings: &mut watchdog::Settings,
-    total: u64,
 ) -> Result<Option<cgroup::HardCgroup>, MonitorError> {
     let max = match (args.hard_limit, settings.thresholds.tree_limit) {
-        (Some(amount), _) => amount.resolve(total),
+        (Some(amount), _) => amount.resolve(settings.total_memory),
         (None, Some(limit)) => limit + limit / 10,
         (None, None) => {
             return Err(MonitorError::Usage(

@@ -81,7 +81,7 @@ pub fn run(
     let log = open_log(settings)?;
     let (tx, events) = mpsc::channel();
     // Before the spawn, so a Ctrl-C right after it is passed on, not lost.
-    forward_signals(tx.clone())?;
+    deliver_signals(tx.clone(), Event::Signal)?;
     // Orphaned grandchildren are reparented to us, so they stay in the tree
     // we sum and kill, and we reap them.
     rustix::process::set_child_subreaper(Some(rustix::process::getpid())).map_err(|e| {
@@ -138,7 +138,12 @@ pub fn open_log(settings: &Settings) -> Result<Option<LogWriter>, MonitorError> 
     settings.log.as_deref().map(LogWriter::create).transpose()
 }
 
-fn forward_signals(tx: Sender<Event>) -> Result<(), MonitorError> {
+/// Delivers the [`FORWARDED`] signals kiln-monitor receives to `tx`, as
+/// `wrap(signal)`, from a thread of their own.
+pub fn deliver_signals<T: Send + 'static>(
+    tx: Sender<T>,
+    wrap: fn(i32) -> T,
+) -> Result<(), MonitorError> {
     let mut signals = Signals::new(FORWARDED).map_err(|source| MonitorError::Io {
         what: "installing signal handlers".into(),
         source,
@@ -147,7 +152,7 @@ fn forward_signals(tx: Sender<Event>) -> Result<(), MonitorError> {
         .name("signals".into())
         .spawn(move || {
             for signal in signals.forever() {
-                if tx.send(Event::Signal(signal)).is_err() {
+                if tx.send(wrap(signal)).is_err() {
                     break;
                 }
             }

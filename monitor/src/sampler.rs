@@ -201,6 +201,19 @@ impl Sampler {
     }
 }
 
+/// Whether `pid` exists and is not a zombie.
+pub fn running(pid: u32) -> bool {
+    let mut buf = vec![0; 4096];
+    File::open(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|f| {
+            read_at_start(&f, &mut buf)
+                .and_then(parse_stat)
+                .map(|s| !s.zombie)
+        })
+        .unwrap_or(false)
+}
+
 /// The machine's total memory, which percentages are shares of.
 pub fn total_memory() -> u64 {
     let mut system = System::new();

@@ -4,10 +4,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
-use signal_hook::iterator::Signals;
 
 use crate::error::MonitorError;
-use crate::run::FORWARDED;
 use crate::sampler::{Sampler, Tree};
 use crate::summary::Summary;
 use crate::watchdog::{self, Ending, Settings, Target, Wake};
@@ -28,7 +26,7 @@ impl Target for Watched {
         match self.signals.recv_timeout(timeout) {
             Ok(signal) => Wake::Signal(signal),
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                if alive(self.pid()) {
+                if crate::sampler::running(self.pid()) {
                     Wake::Tick
                 } else {
                     Wake::Ended(Ending::Gone)
@@ -55,19 +53,8 @@ impl Target for Watched {
     }
 }
 
-/// Whether `pid` exists and is not a zombie.
-pub fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
-    !matches!(state, Some("Z" | "X" | "x") | None)
-}
-
 pub fn watch_pid(pid: u32, settings: &Settings) -> Result<Summary, MonitorError> {
-    let raw = Pid::from_raw(pid as i32).filter(|_| pid > 0 && alive(pid));
+    let raw = Pid::from_raw(pid as i32).filter(|_| pid > 0 && crate::sampler::running(pid));
     let Some(pid_handle) = raw else {
         return Err(MonitorError::NoSuchProcess(pid));
     };
@@ -75,17 +62,7 @@ pub fn watch_pid(pid: u32, settings: &Settings) -> Result<Summary, MonitorError>
         rustix::process::getpgid(Some(pid_handle)).is_ok_and(|group| group == pid_handle);
     let log = crate::run::open_log(settings)?;
     let (tx, signals) = mpsc::channel();
-    let mut incoming = Signals::new(FORWARDED).map_err(|source| MonitorError::Io {
-        what: "installing signal handlers".into(),
-        source,
-    })?;
-    std::thread::spawn(move || {
-        for signal in incoming.forever() {
-            if tx.send(signal).is_err() {
-                break;
-            }
-        }
-    });
+    crate::run::deliver_signals(tx, |signal| signal)?;
     let command = std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|raw| {
             raw.split(|&b| b == 0)

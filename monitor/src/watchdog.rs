@@ -63,6 +63,8 @@ pub struct Settings {
     pub grace: Duration,
     pub log: Option<PathBuf>,
     pub hard_limit: Option<u64>,
+    /// The machine's total memory (what percentages were resolved against).
+    pub total_memory: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,7 +119,6 @@ pub fn watch(
     mode: &str,
     command: &[String],
 ) -> Summary {
-    let total_memory = crate::sampler::total_memory();
     let mut journal = Journal {
         start: Instant::now(),
         log,
@@ -133,7 +134,7 @@ pub fn watch(
         command: command.to_vec(),
         interval_ms: settings.interval.as_millis() as u64,
         grace_ms: settings.grace.as_millis() as u64,
-        total_memory,
+        total_memory: settings.total_memory,
         limit: thresholds.tree_limit,
         warn: thresholds.warn,
         min_available: thresholds.min_available,
