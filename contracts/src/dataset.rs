@@ -102,6 +102,15 @@ impl KeyedDataset {
         self.by_key.get(key).map(|&i| &self.entries[i])
     }
 
+    /// A producer column of the index (e.g. kiln-preheat's `fetched_at`),
+    /// aligned with [`KeyedDataset::entries`]; `None` when absent.
+    pub fn index_column(
+        &self,
+        name: &str,
+    ) -> Result<Option<arrow::array::ArrayRef>, ContractError> {
+        index::read_index_column(&self.dir, name)
+    }
+
     pub fn path_of(&self, entry: &IndexEntry) -> PathBuf {
         self.dir.join(&entry.file)
     }
@@ -451,9 +460,14 @@ impl KeyFileWriter {
         };
         match self.format {
             FileFormat::Parquet => {
-                let mut writer =
-                    ArrowWriter::try_new(file, batch.schema(), Some(self.props.clone()))
-                        .map_err(perr)?;
+                // Buffered: the writer emits each page and footer part as its
+                // own small write, thousands of syscalls over a dataset.
+                let mut writer = ArrowWriter::try_new(
+                    BufWriter::with_capacity(256 * 1024, file),
+                    batch.schema(),
+                    Some(self.props.clone()),
+                )
+                .map_err(perr)?;
                 writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
                 writer.append_key_value_metadata(KeyValue::new(
                     "kiln.key_column".into(),
@@ -463,7 +477,11 @@ impl KeyFileWriter {
                     writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
                 }
                 writer.write(batch).map_err(perr)?;
-                writer.into_inner().map_err(perr)
+                writer
+                    .into_inner()
+                    .map_err(perr)?
+                    .into_inner()
+                    .map_err(|e| ContractError::io(path, e.into_error()))
             }
             FileFormat::Arrow => {
                 let mut writer =

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, Date32Array, Int64Array, RecordBatch, RecordBatchReader, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -60,32 +61,52 @@ pub fn write_index(
     entries: &mut [IndexEntry],
     date_type: ColumnType,
 ) -> Result<(), ContractError> {
-    let path = dir.join(INDEX_FILE);
     entries.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    let schema = index_schema(date_type);
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                entries.iter().map(|e| &e.key),
-            )),
-            Arc::new(StringArray::from_iter_values(
-                entries.iter().map(|e| &e.file),
-            )),
-            Arc::new(Int64Array::from_iter_values(
-                entries.iter().map(|e| e.rows as i64),
-            )),
-            date_array(entries.iter().map(|e| e.first_date), date_type),
-            date_array(entries.iter().map(|e| e.last_date), date_type),
-            Arc::new(Int64Array::from_iter_values(
-                entries.iter().map(|e| e.bytes as i64),
-            )),
-        ],
-    )
-    .map_err(|source| ContractError::Arrow {
-        path: path.clone(),
-        source,
-    })?;
+    write_index_with_extra(dir, entries, date_type, Vec::new())
+}
+
+/// Write the index with producer columns appended after the contract's six
+/// (`entries` already sorted by key; each extra column one value per entry,
+/// in that order). Readers that do not know a column ignore it.
+pub fn write_index_with_extra(
+    dir: &Path,
+    entries: &[IndexEntry],
+    date_type: ColumnType,
+    extra: Vec<(Field, ArrayRef)>,
+) -> Result<(), ContractError> {
+    let path = dir.join(INDEX_FILE);
+    debug_assert!(entries.windows(2).all(|w| w[0].key < w[1].key));
+    let mut fields: Vec<Field> = index_schema(date_type)
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let mut columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            entries.iter().map(|e| &e.key),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            entries.iter().map(|e| &e.file),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|e| e.rows as i64),
+        )),
+        date_array(entries.iter().map(|e| e.first_date), date_type),
+        date_array(entries.iter().map(|e| e.last_date), date_type),
+        Arc::new(Int64Array::from_iter_values(
+            entries.iter().map(|e| e.bytes as i64),
+        )),
+    ];
+    for (field, values) in extra {
+        fields.push(field);
+        columns.push(values);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch =
+        RecordBatch::try_new(schema.clone(), columns).map_err(|source| ContractError::Arrow {
+            path: path.clone(),
+            source,
+        })?;
     let mut out = AtomicFile::create(&path)?;
     let parquet_err = |source| ContractError::Parquet {
         path: path.clone(),
@@ -95,6 +116,33 @@ pub fn write_index(
     writer.write(&batch).map_err(parquet_err)?;
     let file = writer.into_inner().map_err(parquet_err)?;
     out.commit_file(file)
+}
+
+/// One producer column of the index in `dir` (see [`write_index_with_extra`]),
+/// in key order, or `None` when the index has no such column.
+pub fn read_index_column(dir: &Path, name: &str) -> Result<Option<ArrayRef>, ContractError> {
+    let path = dir.join(INDEX_FILE);
+    let bad = |reason: String| ContractError::BadIndex {
+        path: path.clone(),
+        reason,
+    };
+    let file = File::open(&path).map_err(|e| ContractError::io(&path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    let Ok(root) = builder.schema().index_of(name) else {
+        return Ok(None);
+    };
+    let mask = parquet::arrow::ProjectionMask::roots(builder.parquet_schema(), [root]);
+    let reader = builder
+        .with_projection(mask)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    let batch =
+        arrow::compute::concat_batches(&schema, &batches).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(batch.column(0).clone()))
 }
 
 /// Read and validate the index of the dataset in `dir`.

@@ -1,0 +1,421 @@
+//! The cache directory: a keyed dataset (docs/CONTRACTS.md) that kiln-preheat
+//! updates copy-on-write. A run hard-links the published files into a
+//! staging copy, writes the symbols it fetched there, and publishes the copy
+//! with one atomic directory exchange — at the end and at checkpoints. A
+//! killed run leaves the last published cache, whole; a reader never sees
+//! a file that disagrees with the index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use arrow::array::{Array, ArrayRef, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, TimeUnit};
+use kiln_contracts::atomic::StagingDir;
+use kiln_contracts::manifest::{self, Column, Manifest, Producer, Statistics};
+use kiln_contracts::{index, ColumnType, ContractError, IndexEntry, KeyedDataset};
+use serde::{Deserialize, Serialize};
+
+use crate::error::PreheatError;
+use crate::plan::Cached;
+use crate::rows::format_date_value;
+
+pub const PRODUCER: &str = "kiln-preheat";
+/// Index column: when the source was last asked for the key (UTC).
+pub const FETCHED_AT: &str = "fetched_at";
+/// Index column: the key file's null count per column, as a JSON object.
+pub const NULL_COUNTS: &str = "null_counts";
+
+/// Where a cache's rows come from; a run into an existing cache must match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    pub source: String,
+    pub table: Option<String>,
+    pub columns: Vec<Column>,
+    pub mapping: serde_json::Value,
+    pub start_date: Option<String>,
+}
+
+/// A cached symbol.
+#[derive(Debug, Clone)]
+pub struct KeyState {
+    pub entry: IndexEntry,
+    pub fetched_at_us: i64,
+    pub nulls: BTreeMap<String, u64>,
+}
+
+pub struct Cache {
+    pub out: PathBuf,
+    /// Held for the life of the run: one writer per cache.
+    _lock: File,
+    pub dataset: Option<Arc<KeyedDataset>>,
+    pub identity: Option<Identity>,
+    pub keys: BTreeMap<String, KeyState>,
+}
+
+fn lock_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache".into());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(format!(".{name}.kiln-preheat.lock"))
+}
+
+/// Open an existing cache's dataset (checking it is one of ours), or `None`.
+pub fn open_dataset(out: &Path) -> Result<Option<KeyedDataset>, PreheatError> {
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(PreheatError::io(out, e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(PreheatError::cache(out, "exists and is not a directory"));
+        }
+        Ok(_) => {}
+    }
+    match KeyedDataset::open(out) {
+        Ok(ds) if ds.manifest().producer.name == PRODUCER => Ok(Some(ds)),
+        Ok(ds) => Err(PreheatError::cache(
+            out,
+            format!(
+                "is a dataset made by {}, not a kiln-preheat cache; choose another --out",
+                ds.manifest().producer.name
+            ),
+        )),
+        Err(ContractError::NotADataset { .. }) => {
+            let empty = std::fs::read_dir(out)
+                .map_err(|e| PreheatError::io(out, e))?
+                .next()
+                .is_none();
+            if empty {
+                Ok(None)
+            } else {
+                Err(PreheatError::cache(
+                    out,
+                    "is a directory with other files, not a kiln-preheat cache; choose another --out",
+                ))
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The per-key state from a dataset's index.
+pub fn key_states(ds: &KeyedDataset) -> Result<BTreeMap<String, KeyState>, PreheatError> {
+    let fetched = ds.index_column(FETCHED_AT)?;
+    let fetched = fetched
+        .as_ref()
+        .and_then(|a| a.as_any().downcast_ref::<TimestampMicrosecondArray>());
+    let nulls = ds.index_column(NULL_COUNTS)?;
+    let nulls = nulls
+        .as_ref()
+        .and_then(|a| a.as_any().downcast_ref::<StringArray>());
+    let mut keys = BTreeMap::new();
+    for (i, entry) in ds.entries().iter().enumerate() {
+        let fetched_at_us = fetched.filter(|a| a.is_valid(i)).map_or(0, |a| a.value(i));
+        let nulls = nulls
+            .filter(|a| a.is_valid(i))
+            .and_then(|a| serde_json::from_str(a.value(i)).ok())
+            .unwrap_or_default();
+        keys.insert(
+            entry.key.clone(),
+            KeyState {
+                entry: entry.clone(),
+                fetched_at_us,
+                nulls,
+            },
+        );
+    }
+    Ok(keys)
+}
+
+impl Cache {
+    /// Lock `out` for this run and read what it holds.
+    pub fn open(out: &Path) -> Result<Self, PreheatError> {
+        let lock_path = lock_path(out);
+        if let Some(parent) = lock_path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| PreheatError::io(parent, e))?;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| PreheatError::io(&lock_path, e))?;
+        if lock.try_lock().is_err() {
+            return Err(PreheatError::cache(
+                out,
+                "another kiln-preheat run is updating this cache",
+            ));
+        }
+        let dataset = open_dataset(out)?;
+        let (identity, keys) = match &dataset {
+            Some(ds) => {
+                let identity = ds
+                    .manifest()
+                    .extra
+                    .get("preheat")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok());
+                (identity, key_states(ds)?)
+            }
+            None => (None, BTreeMap::new()),
+        };
+        Ok(Self {
+            out: out.to_path_buf(),
+            _lock: lock,
+            dataset: dataset.map(Arc::new),
+            identity,
+            keys,
+        })
+    }
+
+    /// Refuse to mix sources or schemas in one cache.
+    pub fn check_identity(&self, run: &Identity, force: bool) -> Result<(), PreheatError> {
+        let Some(cached) = &self.identity else {
+            if self.dataset.is_some() {
+                return Err(PreheatError::cache(
+                    &self.out,
+                    "the manifest does not say where the cache came from; clear it first",
+                ));
+            }
+            return Ok(());
+        };
+        let clear_hint = format!(
+            "run `kiln-preheat clear --out {}` first, or choose another --out",
+            self.out.display()
+        );
+        if cached.source != run.source || cached.table != run.table {
+            return Err(PreheatError::cache(
+                &self.out,
+                format!(
+                    "was filled from {}{}, this run reads {}{}; {clear_hint}",
+                    cached.source,
+                    cached
+                        .table
+                        .as_deref()
+                        .map(|t| format!(" table {t}"))
+                        .unwrap_or_default(),
+                    run.source,
+                    run.table
+                        .as_deref()
+                        .map(|t| format!(" table {t}"))
+                        .unwrap_or_default(),
+                ),
+            ));
+        }
+        if cached.columns != run.columns || cached.mapping != run.mapping {
+            let describe = |cols: &[Column]| {
+                cols.iter()
+                    .map(|c| format!("{} {}", c.name, c.column_type))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(PreheatError::cache(
+                &self.out,
+                format!(
+                    "holds columns ({}), the source now gives ({}); {clear_hint}",
+                    describe(&cached.columns),
+                    describe(&run.columns)
+                ),
+            ));
+        }
+        if cached.start_date != run.start_date && !force {
+            return Err(PreheatError::cache(
+                &self.out,
+                format!(
+                    "was filled from --start-date {}, this run asks for {}; add --force-refresh to refetch",
+                    cached.start_date.as_deref().unwrap_or("(none)"),
+                    run.start_date.as_deref().unwrap_or("(none)")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the planner needs per cached symbol.
+    pub fn planner_view(&self) -> HashMap<String, Cached> {
+        self.keys
+            .iter()
+            .map(|(k, s)| {
+                (
+                    k.clone(),
+                    Cached {
+                        last_date: s.entry.last_date,
+                        fetched_at_us: s.fetched_at_us,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// How the manifest of a published cache is made.
+pub struct ManifestSpec {
+    pub columns: Vec<Column>,
+    pub date_type: ColumnType,
+    pub identity: Identity,
+    pub command: Vec<String>,
+}
+
+/// The staging copy of a cache being updated.
+pub struct Staging {
+    out: PathBuf,
+    dir: Option<StagingDir>,
+    /// Shared with the writers, swapped at checkpoints.
+    pub path: Arc<RwLock<PathBuf>>,
+    published_before: bool,
+    pub publishes: usize,
+}
+
+impl Staging {
+    /// A staging copy holding hard links to every file of the cache.
+    pub fn begin(out: &Path) -> Result<Self, PreheatError> {
+        // An empty directory made by the user is replaced like a cache.
+        let published_before = out.exists();
+        let dir = Self::linked_copy(out)?;
+        let path = Arc::new(RwLock::new(dir.path().to_path_buf()));
+        Ok(Self {
+            out: out.to_path_buf(),
+            dir: Some(dir),
+            path,
+            published_before,
+            publishes: 0,
+        })
+    }
+
+    /// A staging copy linking every key file of the published cache: the
+    /// indexed ones and, at a checkpoint, those written just before it
+    /// whose outcome is still on its way.
+    fn linked_copy(out: &Path) -> Result<StagingDir, PreheatError> {
+        let dir = StagingDir::create(out)?;
+        if !out.exists() {
+            return Ok(dir);
+        }
+        for entry in std::fs::read_dir(out).map_err(|e| PreheatError::io(out, e))? {
+            let entry = entry.map_err(|e| PreheatError::io(out, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !kiln_contracts::keys::is_contained_file_name(&name) || !name.ends_with(".parquet") {
+                continue;
+            }
+            let from = entry.path();
+            std::fs::hard_link(&from, dir.path().join(&name))
+                .map_err(|e| PreheatError::io(&from, e))?;
+        }
+        Ok(dir)
+    }
+
+    /// Remove files of the staging copy that no key points at (written for
+    /// a symbol that then failed). Only when no writer is running.
+    pub fn prune(&self, keys: &BTreeMap<String, KeyState>) -> Result<(), PreheatError> {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("staging present until the end")
+            .path();
+        let wanted: std::collections::HashSet<&str> =
+            keys.values().map(|s| s.entry.file.as_str()).collect();
+        for entry in std::fs::read_dir(dir).map_err(|e| PreheatError::io(dir, e))? {
+            let entry = entry.map_err(|e| PreheatError::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if kiln_contracts::keys::is_contained_file_name(&name)
+                && !wanted.contains(name.as_str())
+            {
+                std::fs::remove_file(entry.path())
+                    .map_err(|e| PreheatError::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Publish `keys` as the cache. With `keep_going`, a new staging copy
+    /// of the published cache takes this one's place (a checkpoint).
+    pub fn publish(
+        &mut self,
+        keys: &BTreeMap<String, KeyState>,
+        spec: &ManifestSpec,
+        keep_going: bool,
+    ) -> Result<(), PreheatError> {
+        let mut path = self.path.write().expect("staging lock");
+        let dir = self.dir.take().expect("staging present until the end");
+        write_index_and_manifest(dir.path(), keys, spec)?;
+        dir.publish(self.published_before)?;
+        self.published_before = true;
+        self.publishes += 1;
+        if keep_going {
+            let next = Self::linked_copy(&self.out)?;
+            *path = next.path().to_path_buf();
+            self.dir = Some(next);
+        }
+        Ok(())
+    }
+}
+
+/// Write `_index.parquet` (with `fetched_at` and `null_counts`) and
+/// `_dataset.json` for `keys` into `dir`.
+pub fn write_index_and_manifest(
+    dir: &Path,
+    keys: &BTreeMap<String, KeyState>,
+    spec: &ManifestSpec,
+) -> Result<(), PreheatError> {
+    let entries: Vec<IndexEntry> = keys.values().map(|s| s.entry.clone()).collect();
+    let fetched: ArrayRef = Arc::new(
+        TimestampMicrosecondArray::from_iter_values(keys.values().map(|s| s.fetched_at_us))
+            .with_timezone("UTC"),
+    );
+    let nulls: ArrayRef =
+        Arc::new(StringArray::from_iter_values(keys.values().map(|s| {
+            serde_json::to_string(&s.nulls).expect("a map serializes")
+        })));
+    let extra = vec![
+        (
+            Field::new(
+                FETCHED_AT,
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            fetched,
+        ),
+        (Field::new(NULL_COUNTS, DataType::Utf8, false), nulls),
+    ];
+    index::write_index_with_extra(dir, &entries, spec.date_type, extra)?;
+    let mut null_counts: BTreeMap<String, u64> = BTreeMap::new();
+    for s in keys.values() {
+        for (c, n) in &s.nulls {
+            *null_counts.entry(c.clone()).or_default() += n;
+        }
+    }
+    let format = |v: i64| format_date_value(v, spec.date_type);
+    let mut extra = serde_json::Map::new();
+    extra.insert(
+        "preheat".into(),
+        serde_json::to_value(&spec.identity).expect("identity serializes"),
+    );
+    let manifest = Manifest {
+        format: manifest::FORMAT_NAME.into(),
+        format_version: manifest::FORMAT_VERSION,
+        producer: Producer {
+            name: PRODUCER.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            command: spec.command.clone(),
+        },
+        created_at: manifest::now_rfc3339(),
+        key_column: crate::columns::SYMBOL.into(),
+        date_column: crate::columns::DATE.into(),
+        file_format: kiln_contracts::FileFormat::Parquet,
+        columns: spec.columns.clone(),
+        statistics: Statistics {
+            keys: keys.len() as u64,
+            rows: keys.values().map(|s| s.entry.rows).sum(),
+            bytes: keys.values().map(|s| s.entry.bytes).sum(),
+            first_date: keys.values().map(|s| s.entry.first_date).min().map(format),
+            last_date: keys.values().map(|s| s.entry.last_date).max().map(format),
+            null_counts,
+        },
+        extra,
+    };
+    manifest.write(dir)?;
+    Ok(())
+}

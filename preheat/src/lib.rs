@@ -1,0 +1,426 @@
+//! kiln-preheat: daily klines from MySQL/MariaDB (or a dump file) into a
+//! per-symbol parquet cache that is a keyed dataset (docs/CONTRACTS.md),
+//! refreshed incrementally. See docs/PREHEAT.md.
+//!
+//! * [`mysql`] / [`file_source`] — the sources; both hand one symbol's rows
+//!   at a time ([`group`]) to the writers.
+//! * [`plan`] — fresh, full or incremental per symbol.
+//! * [`writer`] — check, merge, write one symbol.
+//! * [`cache`] — the cache directory, copy-on-write with atomic publishes.
+//! * [`manage`] — `info` and `clear`.
+
+pub mod cache;
+pub mod cli;
+pub mod columns;
+pub mod error;
+pub mod file_source;
+pub mod group;
+pub mod manage;
+pub mod mysql;
+pub mod plan;
+pub mod redact;
+pub mod rows;
+pub mod summary;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use kiln_contracts::dataset::{Codec, KeyFileWriter};
+use kiln_contracts::{ColumnType, FileFormat};
+
+use crate::cache::{Cache, Identity, KeyState, ManifestSpec, Staging};
+use crate::columns::{ColumnMap, KlineSchema};
+pub use crate::error::PreheatError;
+use crate::file_source::FileSource;
+use crate::mysql::{FetchStats, MysqlOptions, MysqlSource};
+use crate::plan::{Bounds, Decision, Fetch, Planner};
+use crate::summary::{CacheTotals, FailedSymbol, Summary};
+use crate::writer::{Outcome, WriteContext};
+
+/// Where the klines come from.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    Mysql(MysqlOptions),
+    File {
+        path: PathBuf,
+        types: Vec<(String, ColumnType)>,
+    },
+}
+
+/// Which symbols a run is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    All,
+    List(Vec<String>),
+}
+
+/// How the MySQL source reads the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One ordered scan when every symbol of the table is fetched in full
+    /// over one connection, batches of symbols otherwise.
+    Auto,
+    /// Batches of `--batch-symbols` symbols over `--jobs` connections.
+    Batched,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreheatOptions {
+    pub source: SourceSpec,
+    pub map: ColumnMap,
+    pub selection: Selection,
+    pub limit: Option<usize>,
+    /// Days since 1970, inclusive.
+    pub start_date: Option<i32>,
+    pub end_date: Option<i32>,
+    pub out: PathBuf,
+    pub ttl: Duration,
+    pub overlap_days: u32,
+    pub force_refresh: bool,
+    pub writers: usize,
+    pub checkpoint: Duration,
+    pub codec: Codec,
+    pub shape: Shape,
+    pub progress: bool,
+    /// The command line, password removed, for the manifest.
+    pub command: Vec<String>,
+}
+
+enum Source {
+    Mysql(Box<MysqlSource>),
+    File(FileSource),
+}
+
+impl Source {
+    fn open(spec: &SourceSpec, map: &ColumnMap) -> Result<Self, PreheatError> {
+        Ok(match spec {
+            SourceSpec::Mysql(o) => Source::Mysql(Box::new(MysqlSource::connect(o.clone(), map)?)),
+            SourceSpec::File { path, types } => Source::File(FileSource::open(path, map, types)?),
+        })
+    }
+
+    fn schema(&self) -> &KlineSchema {
+        match self {
+            Source::Mysql(m) => &m.schema,
+            Source::File(f) => &f.schema,
+        }
+    }
+
+    fn display(&self) -> String {
+        match self {
+            Source::Mysql(m) => m.display.clone(),
+            Source::File(f) => f.display.clone(),
+        }
+    }
+
+    fn table(&self) -> Option<String> {
+        match self {
+            Source::Mysql(m) => Some(m.table.clone()),
+            Source::File(_) => None,
+        }
+    }
+
+    fn list_symbols(&self) -> Result<Vec<String>, PreheatError> {
+        match self {
+            Source::Mysql(m) => m.list_symbols(),
+            Source::File(f) => f.list_symbols(),
+        }
+    }
+}
+
+fn format_day(day: Option<i32>) -> Option<String> {
+    day.map(kiln_contracts::dates::format_date)
+}
+
+fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// Fetch what the selection needs into the cache. Failures of single
+/// symbols are in the summary's `failed`; an `Err` means nothing of this
+/// run was published (except checkpoints of symbols already complete).
+pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
+    let started = Instant::now();
+    let source = Source::open(&opts.source, &opts.map)?;
+    let schema = source.schema().clone();
+    let identity = Identity {
+        source: source.display(),
+        table: source.table(),
+        columns: schema.manifest_columns(),
+        mapping: opts.map.describe(),
+        start_date: format_day(opts.start_date),
+    };
+    let cache = Cache::open(&opts.out)?;
+    cache.check_identity(&identity, opts.force_refresh)?;
+
+    let mut symbols = match &opts.selection {
+        Selection::All => source.list_symbols()?,
+        Selection::List(list) => {
+            let mut list = list.clone();
+            list.sort_unstable();
+            list.dedup();
+            list
+        }
+    };
+    if let Some(n) = opts.limit {
+        symbols.truncate(n);
+    }
+    let planner = Planner {
+        cached: cache.planner_view(),
+        now_us: now_us(),
+        ttl: opts.ttl,
+        force: opts.force_refresh,
+        overlap_days: opts.overlap_days,
+        date_type: schema.date_type(),
+    };
+    let mut tasks = Vec::new();
+    let mut summary = Summary {
+        source: source.display(),
+        table: source.table(),
+        out: opts.out.clone(),
+        selected: symbols.len() as u64,
+        ..Summary::default()
+    };
+    for symbol in &symbols {
+        match planner.decide(symbol) {
+            Decision::Fresh => summary.skipped_fresh += 1,
+            Decision::Fetch(f) => tasks.push((symbol.clone(), f)),
+        }
+    }
+    tracing::info!(
+        selected = symbols.len(),
+        to_fetch = tasks.len(),
+        fresh = summary.skipped_fresh,
+        "planned"
+    );
+    let bounds = Bounds::from_days(opts.start_date, opts.end_date, schema.date_type());
+    let spec = ManifestSpec {
+        columns: schema.manifest_columns(),
+        date_type: schema.date_type(),
+        identity,
+        command: opts.command.clone(),
+    };
+    let mut keys = cache.keys.clone();
+    if !tasks.is_empty() {
+        fetch_and_publish(
+            opts,
+            &source,
+            &cache,
+            tasks,
+            bounds,
+            &spec,
+            &mut keys,
+            &mut summary,
+        )?;
+    }
+    if let Source::Mysql(m) = source {
+        (*m).disconnect();
+    }
+    summary.cache = CacheTotals {
+        symbols: keys.len() as u64,
+        rows: keys.values().map(|s| s.entry.rows).sum(),
+        bytes: keys.values().map(|s| s.entry.bytes).sum(),
+        first_date: keys
+            .values()
+            .map(|s| s.entry.first_date)
+            .min()
+            .map(|v| rows::format_date_value(v, schema.date_type())),
+        last_date: keys
+            .values()
+            .map(|s| s.entry.last_date)
+            .max()
+            .map(|v| rows::format_date_value(v, schema.date_type())),
+    };
+    summary.failed.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+    summary.missing.sort();
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.peak_rss_bytes = kiln_contracts::mem::peak_rss_bytes();
+    Ok(summary)
+}
+
+/// Source thread → writer threads → this thread, which records outcomes
+/// and publishes the staging copy at checkpoints and at the end.
+#[allow(clippy::too_many_arguments)]
+fn fetch_and_publish(
+    opts: &PreheatOptions,
+    source: &Source,
+    cache: &Cache,
+    tasks: Vec<(String, Fetch)>,
+    bounds: Bounds,
+    spec: &ManifestSpec,
+    keys: &mut BTreeMap<String, KeyState>,
+    summary: &mut Summary,
+) -> Result<(), PreheatError> {
+    let schema = source.schema();
+    let mut staging = Staging::begin(&opts.out)?;
+    let fetched_at = now_us();
+    let mut metadata = vec![
+        ("kiln.preheat.source".to_string(), source.display()),
+        (
+            "kiln.preheat.fetched_at".to_string(),
+            kiln_contracts::manifest::now_rfc3339(),
+        ),
+    ];
+    if let Some(t) = source.table() {
+        metadata.push(("kiln.preheat.table".to_string(), t));
+    }
+    let context = WriteContext {
+        schema: schema.clone(),
+        cached: cache.dataset.clone(),
+        staging: staging.path.clone(),
+        writer: KeyFileWriter::new(
+            FileFormat::Parquet,
+            opts.codec,
+            columns::SYMBOL,
+            columns::DATE,
+            schema.date_type(),
+            false,
+        ),
+        metadata,
+    };
+    let total = tasks.len() as u64;
+    let whole_table = opts.shape == Shape::Auto
+        && opts.selection == Selection::All
+        && opts.limit.is_none()
+        && tasks.iter().all(|(_, f)| *f == Fetch::Full)
+        && summary.skipped_fresh == 0;
+    let stats = FetchStats::default();
+    summary.shape = match (source, whole_table) {
+        (Source::File(_), _) => "one pass over the dump".into(),
+        (Source::Mysql(m), true) if m.jobs() == 1 => "one ordered scan".into(),
+        (Source::Mysql(m), _) => format!(
+            "batches of {} symbols over {} connection(s)",
+            m.batch_symbols(),
+            m.jobs()
+        ),
+    };
+    let (work_tx, work_rx) = crossbeam_channel::bounded(64);
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<Outcome>(256);
+    let bar = progress_bar(opts.progress, total);
+    let mut last_publish = Instant::now();
+    let mut changed = 0usize;
+    let result = std::thread::scope(|scope| -> Result<(), PreheatError> {
+        let stats = &stats;
+        let fetching = scope.spawn(move || -> Result<u64, PreheatError> {
+            let out = work_tx;
+            match source {
+                Source::Mysql(m) => {
+                    m.fetch(tasks, bounds, whole_table && m.jobs() == 1, &out, stats);
+                    Ok(stats.rows.load(Ordering::Relaxed))
+                }
+                Source::File(f) => {
+                    let tasks: HashMap<String, Fetch> = tasks.into_iter().collect();
+                    f.fetch(&tasks, bounds, &out)
+                }
+            }
+        });
+        for _ in 0..opts.writers.max(1) {
+            let (rx, tx, context) = (work_rx.clone(), done_tx.clone(), &context);
+            scope.spawn(move || {
+                for message in rx {
+                    if tx.send(context.handle(message)).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        drop(work_rx);
+        for outcome in done_rx {
+            bar.inc(1);
+            changed += record(outcome, fetched_at, keys, summary);
+            if changed > 0 && last_publish.elapsed() >= opts.checkpoint {
+                staging.publish(keys, spec, true)?;
+                tracing::info!(symbols = keys.len(), "checkpoint published");
+                last_publish = Instant::now();
+                changed = 0;
+            }
+        }
+        let rows = fetching.join().expect("source thread panicked")?;
+        summary.rows_fetched = rows;
+        Ok(())
+    });
+    bar.finish_and_clear();
+    summary.queries = stats.queries.load(Ordering::Relaxed);
+    summary.retries = stats.retries.load(Ordering::Relaxed);
+    result?;
+    if changed > 0 || staging.publishes == 0 {
+        staging.prune(keys)?;
+        staging.publish(keys, spec, false)?;
+    }
+    summary.publishes = staging.publishes as u64;
+    Ok(())
+}
+
+/// Apply one outcome; returns 1 when the cache changed.
+fn record(
+    outcome: Outcome,
+    fetched_at: i64,
+    keys: &mut BTreeMap<String, KeyState>,
+    summary: &mut Summary,
+) -> usize {
+    match outcome {
+        Outcome::Written {
+            symbol,
+            entry,
+            nulls,
+            incremental,
+            ..
+        } => {
+            if incremental {
+                summary.fetched_incremental += 1;
+            } else {
+                summary.fetched_full += 1;
+            }
+            summary.files_written += 1;
+            summary.bytes_written += entry.bytes;
+            summary.rows_written += entry.rows;
+            keys.insert(
+                symbol,
+                KeyState {
+                    entry,
+                    fetched_at_us: fetched_at,
+                    nulls,
+                },
+            );
+            1
+        }
+        Outcome::Unchanged { symbol, .. } => {
+            summary.unchanged += 1;
+            match keys.get_mut(&symbol) {
+                Some(state) => {
+                    state.fetched_at_us = fetched_at;
+                    1
+                }
+                None => 0,
+            }
+        }
+        Outcome::Missing { symbol } => {
+            summary.missing.push(symbol);
+            0
+        }
+        Outcome::Failed { symbol, error } => {
+            tracing::warn!(symbol, "{error}");
+            summary.failed.push(FailedSymbol { symbol, error });
+            0
+        }
+    }
+}
+
+fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{bar:40}] {pos}/{len} symbols ({per_sec}, eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}

@@ -1,0 +1,477 @@
+//! kiln-preheat against the real MariaDB: every test its own table.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+
+use common::*;
+use kiln_contracts::KeyedDataset;
+use kiln_testkit::kline_mysql;
+use kiln_testkit::klines::KlineSpec;
+
+fn spec(symbols: usize, days: usize) -> KlineSpec {
+    KlineSpec {
+        symbols,
+        days,
+        suspended_share: 0.05,
+        null_turnover_share: 0.05,
+        ..KlineSpec::default()
+    }
+}
+
+#[test]
+fn a_full_fetch_equals_the_table_with_types_and_nulls() {
+    let (url, table) = (url(), table("full"));
+    let spec = spec(30, 80);
+    load(&url, &table, &spec);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kline");
+    let summary = run_ok(&url, &table, &out, &[]);
+    let expected = expected_rows(&spec);
+    let rows: usize = expected.values().map(Vec::len).sum();
+    assert_eq!(summary["fetched_full"], 30);
+    assert_eq!(summary["rows_fetched"], rows);
+    assert_eq!(summary["failed"].as_array().unwrap().len(), 0);
+    assert_eq!(
+        cache_rows(&out),
+        expected,
+        "every row exactly once, values exact"
+    );
+
+    let ds = KeyedDataset::open(&out).unwrap();
+    let types: Vec<String> = ds
+        .manifest()
+        .columns
+        .iter()
+        .map(|c| format!("{}:{}", c.name, c.column_type))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "symbol:string",
+            "trade_date:date32",
+            "open:float64",
+            "high:float64",
+            "low:float64",
+            "close:float64",
+            "volume:int64",
+            "amount:float64",
+            "turnover:float64",
+            "updated_at:timestamp_us"
+        ]
+    );
+    let nulls: usize = expected
+        .values()
+        .flatten()
+        .filter(|r| r.turnover.is_none())
+        .count();
+    assert!(nulls > 0, "the spec has NULL turnovers");
+    assert_eq!(
+        ds.manifest().statistics.null_counts["turnover"],
+        nulls as u64
+    );
+    assert_eq!(ds.manifest().statistics.rows, rows as u64);
+    // Per-file metadata: source (no password), fetch time, last date.
+    let file = std::fs::File::open(out.join("000001.parquet")).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    use parquet::file::reader::FileReader;
+    let kv: std::collections::HashMap<String, String> = reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .unwrap()
+        .iter()
+        .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        kv["kiln.preheat.source"],
+        "mysql://root@127.0.0.1:3306/test"
+    );
+    assert_eq!(kv["kiln.preheat.table"], format!("test.{table}"));
+    assert!(kv["kiln.preheat.fetched_at"].starts_with("20"));
+    let last = expected["000001"].last().unwrap().trade_date;
+    assert_eq!(
+        kv["kiln.preheat.last_date"],
+        kiln_contracts::dates::format_date(last)
+    );
+    assert!(ds.index_column("fetched_at").unwrap().is_some());
+    assert_no_leftovers(&out);
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
+#[test]
+fn incremental_refresh_after_new_days_equals_a_full_fetch() {
+    let (url, table) = (url(), table("incr"));
+    let before = spec(25, 60);
+    load(&url, &table, &before);
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, fresh) = (dir.path().join("cache"), dir.path().join("fresh"));
+    run_ok(&url, &table, &cache, &[]);
+
+    // Ten more trading days for every symbol, plus a revised close inside
+    // the overlap window and a new symbol.
+    let after = KlineSpec {
+        days: 70,
+        ..spec(26, 70)
+    };
+    let cutoff = before.trading_day(before.days - 1);
+    let new_rows = (0..after.symbols)
+        .flat_map(|i| after.symbol_rows(i))
+        .filter(|k| k.trade_date > cutoff || k.symbol == after.symbol(25));
+    runtime().block_on(async {
+        let mut conn = mysql_async::Conn::from_url(&url).await.unwrap();
+        kline_mysql::insert_rows(&mut conn, &table, new_rows, 500)
+            .await
+            .unwrap();
+    });
+    let revised_day = kiln_contracts::dates::format_date(before.trading_day(before.days - 2));
+    exec(
+        &url,
+        &format!("UPDATE `{table}` SET close = close + 0.01 WHERE symbol = '000001' AND trade_date = '{revised_day}'"),
+    );
+
+    let summary = run_ok(
+        &url,
+        &table,
+        &cache,
+        &["--ttl", "0s", "--overlap-days", "5"],
+    );
+    assert_eq!(summary["fetched_incremental"], 25, "{summary}");
+    assert_eq!(summary["fetched_full"], 1, "the new symbol");
+    let rows_fetched = summary["rows_fetched"].as_u64().unwrap();
+    assert!(
+        rows_fetched < 26 * 25,
+        "only the tail was fetched: {rows_fetched}"
+    );
+    run_ok(&url, &table, &fresh, &[]);
+    let (incremental, full) = (cache_rows(&cache), cache_rows(&fresh));
+    assert_eq!(incremental.len(), 26);
+    assert_eq!(incremental, full, "incremental == full fetch");
+    // And the revision inside the overlap arrived.
+    let revised = before.trading_day(before.days - 2);
+    let generated = before.symbol_rows(before_index(&before, "000001"));
+    if let Some(k) = generated.iter().find(|k| k.trade_date == revised) {
+        let cached = incremental["000001"]
+            .iter()
+            .find(|r| r.trade_date == revised)
+            .unwrap();
+        assert_eq!(cached.close, (k.close + 1) as f64 / 100.0);
+    }
+    let ds = KeyedDataset::open(&cache).unwrap();
+    assert_eq!(ds.manifest().statistics.keys, 26);
+    assert_no_leftovers(&cache);
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
+fn before_index(spec: &KlineSpec, symbol: &str) -> usize {
+    (0..spec.symbols)
+        .find(|&i| spec.symbol(i) == symbol)
+        .unwrap()
+}
+
+#[test]
+fn fresh_symbols_are_skipped_and_force_refetches() {
+    let (url, table) = (url(), table("ttl"));
+    let spec = spec(12, 40);
+    load(&url, &table, &spec);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kline");
+    run_ok(&url, &table, &out, &[]);
+    let inode = |s: &str| {
+        std::fs::metadata(out.join(format!("{s}.parquet")))
+            .unwrap()
+            .ino()
+    };
+    let before = inode("000001");
+
+    let again = run_ok(&url, &table, &out, &[]);
+    assert_eq!(again["skipped_fresh"], 12);
+    assert_eq!(again["queries"], 0);
+    assert_eq!(again["files_written"], 0);
+    assert_eq!(inode("000001"), before, "a fresh cache is not touched");
+
+    // Stale but unchanged in the source: asked, nothing rewritten.
+    let stale = run_ok(&url, &table, &out, &["--ttl", "0s"]);
+    assert_eq!(stale["unchanged"], 12, "{stale}");
+    assert_eq!(stale["files_written"], 0);
+    assert_eq!(inode("000001"), before);
+
+    let forced = run_ok(
+        &url,
+        &table,
+        &out,
+        &["--force-refresh", "--symbols", "000001,000002"],
+    );
+    assert_eq!(forced["fetched_full"], 2);
+    assert_eq!(forced["selected"], 2);
+    assert_ne!(inode("000001"), before, "refetched into a new file");
+    assert_eq!(cache_rows(&out), expected_rows(&spec));
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
+#[test]
+fn info_and_clear_read_the_index() {
+    let (url, table) = (url(), table("info"));
+    let spec = spec(8, 30);
+    load(&url, &table, &spec);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kline");
+    run_ok(&url, &table, &out, &["--limit", "5"]);
+
+    let info = |extra: &[&str]| -> serde_json::Value {
+        let o = preheat()
+            .args(["info", "--json", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let i = info(&[]);
+    let expected = expected_rows(&spec);
+    let first5: Vec<&String> = expected.keys().take(5).collect();
+    assert_eq!(i["symbols"], 5);
+    assert_eq!(
+        i["rows"],
+        first5.iter().map(|k| expected[*k].len()).sum::<usize>()
+    );
+    assert_eq!(i["stale"], 0);
+    assert_eq!(i["table"], format!("test.{table}"));
+    assert_eq!(info(&["--ttl", "0s"])["stale"], 5);
+    let per = info(&["--per-symbol"]);
+    assert_eq!(per["per_symbol"].as_array().unwrap().len(), 5);
+
+    let o = preheat()
+        .args(["clear", "--json", "--out"])
+        .arg(&out)
+        .args(["--symbol", first5[0], "--symbol", "NOPE"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let cleared: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(cleared["removed"], serde_json::json!([first5[0]]));
+    assert_eq!(cleared["not_cached"], serde_json::json!(["NOPE"]));
+    let ds = KeyedDataset::open(&out).unwrap();
+    assert_eq!(ds.manifest().statistics.keys, 4);
+    assert!(!out.join(format!("{}.parquet", first5[0])).exists());
+    assert_eq!(info(&[])["symbols"], 4);
+
+    preheat()
+        .args(["clear", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(!out.exists());
+    assert_no_leftovers(&out);
+    preheat().args(["info", "--out"]).arg(&out).assert().code(4);
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
+#[test]
+fn injection_shaped_and_path_shaped_symbols_are_just_symbols() {
+    let (url, table) = (url(), table("inject"));
+    let spec = spec(3, 10);
+    load(&url, &table, &spec);
+    exec(
+        &url,
+        &format!(
+            "INSERT INTO `{table}` SELECT '../etc', trade_date, open, high, low, close, volume, amount, turnover, updated_at \
+             FROM `{table}` WHERE symbol = '000001'"
+        ),
+    );
+    exec(
+        &url,
+        &format!(
+            "INSERT INTO `{table}` SELECT 'a/b', trade_date, open, high, low, close, volume, amount, turnover, updated_at \
+             FROM `{table}` WHERE symbol = '000001'"
+        ),
+    );
+    let rows_before = count(&url, &table);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kline");
+    let summary = run_ok(
+        &url,
+        &table,
+        &out,
+        &["--symbols", "x' OR '1'='1,000001,x'; DROP TABLE t; --"],
+    );
+    assert_eq!(summary["fetched_full"], 1);
+    assert_eq!(
+        summary["missing"],
+        serde_json::json!(["x' OR '1'='1", "x'; DROP TABLE t; --"])
+    );
+    assert_eq!(count(&url, &table), rows_before, "the table is intact");
+    assert_eq!(
+        KeyedDataset::open(&out).unwrap().manifest().statistics.keys,
+        1
+    );
+
+    let all = run_ok(&url, &table, &dir.path().join("all"), &[]);
+    assert_eq!(all["fetched_full"], 5);
+    let rows = cache_rows(&dir.path().join("all"));
+    assert_eq!(rows["../etc"], rows["000001"]);
+    assert_eq!(rows["a/b"], rows["000001"]);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            [
+                "kline",
+                "all",
+                ".kline.kiln-preheat.lock",
+                ".all.kiln-preheat.lock"
+            ]
+            .contains(&name.as_str()),
+            "{name} escaped"
+        );
+    }
+    assert!(!dir.path().join("etc.parquet").exists() && !dir.path().join("etc").exists());
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
+#[test]
+fn bad_credentials_tables_and_columns_fail_before_any_work() {
+    let (url, table) = (url(), table("bad"));
+    load(&url, &table, &spec(2, 5));
+    let user = format!("kiln_t{}", std::process::id());
+    exec(&url, &format!("DROP USER IF EXISTS '{user}'@'%'"));
+    exec(
+        &url,
+        &format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'right-Pass-1'"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kline");
+    let secret = "Sup3r-Secret-Xyz";
+    let bad_url = format!("mysql://{user}:{secret}@127.0.0.1:3306/test");
+    let check = |cmd: &mut assert_cmd::Command, code: i32, wanted: &str| {
+        let o = cmd.arg("--out").arg(&out).args(["-v"]).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert_eq!(o.status.code(), Some(code), "{err}");
+        assert!(err.contains(wanted), "{wanted:?} not in {err}");
+        assert!(!err.contains(secret), "the password leaked: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        assert!(!out.exists(), "nothing written");
+    };
+    check(
+        preheat()
+            .env("KILN_MYSQL_URL", &bad_url)
+            .args(["--table", &table]),
+        1,
+        "Access denied",
+    );
+    // The password from KILN_MYSQL_PASSWORD is hidden too.
+    check(
+        preheat().env("KILN_MYSQL_PASSWORD", secret).args([
+            "--url",
+            &format!("mysql://{user}@127.0.0.1:3306/test"),
+            "--table",
+            &table,
+        ]),
+        1,
+        "Access denied",
+    );
+    check(
+        preheat().args(["--url", &url, "--table", "no_such_table"]),
+        1,
+        "no table test.no_such_table",
+    );
+    check(
+        preheat().args([
+            "--url",
+            &url,
+            "--table",
+            &table,
+            "--column",
+            "close=closing",
+        ]),
+        1,
+        "has no column 'closing'",
+    );
+    check(
+        preheat().args(["--url", "mysql://root@127.0.0.1:1/test", "--table", &table]),
+        1,
+        "cannot connect",
+    );
+    exec(&url, &format!("DROP USER '{user}'@'%'"));
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
+#[test]
+fn datetime_dates_unsigned_and_text_columns_map_to_contract_types() {
+    let (url, table) = (url(), table("types"));
+    exec(&url, &format!("DROP TABLE IF EXISTS `{table}`"));
+    exec(
+        &url,
+        &format!(
+            "CREATE TABLE `{table}` (code CHAR(6) NOT NULL, ts DATETIME(3) NOT NULL, \
+             open DOUBLE, high FLOAT, low DECIMAL(10,3), close DECIMAL(10,3), volume BIGINT UNSIGNED, \
+             board ENUM('main','star'), note TEXT, blob_col BLOB, PRIMARY KEY (code, ts))"
+        ),
+    );
+    exec(
+        &url,
+        &format!(
+            "INSERT INTO `{table}` VALUES \
+             ('000001', '2024-01-02 09:30:00.125', 1.5, 2.5, 0.125, 1.001, 100, 'main', 'a', 'x'), \
+             ('000001', '2024-01-03 09:30:00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)"
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kline");
+    let base = ["--column", "symbol=code", "--column", "trade_date=ts"];
+    let o = preheat()
+        .args(["--url", &url, "--table", &table, "--out"])
+        .arg(&out)
+        .args(base)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("blob_col") && err.contains("--exclude blob_col"),
+        "{err}"
+    );
+    run_ok(
+        &url,
+        &table,
+        &out,
+        &[&base[..], &["--exclude", "blob_col"]].concat(),
+    );
+    let ds = KeyedDataset::open(&out).unwrap();
+    let types: Vec<String> = ds
+        .manifest()
+        .columns
+        .iter()
+        .map(|c| format!("{}:{}", c.name, c.column_type))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "symbol:string",
+            "trade_date:timestamp_us",
+            "open:float64",
+            "high:float64",
+            "low:float64",
+            "close:float64",
+            "volume:int64",
+            "board:string",
+            "note:string"
+        ]
+    );
+    let b = ds.read_key("000001", None).unwrap();
+    use arrow::array::{Array, AsArray};
+    let ts = b
+        .column(1)
+        .as_primitive::<arrow::datatypes::TimestampMicrosecondType>();
+    let day = i64::from(kiln_contracts::dates::parse_date(b"2024-01-02").unwrap());
+    assert_eq!(
+        ts.value(0),
+        (day * 86_400 + 9 * 3600 + 30 * 60) * 1_000_000 + 125_000
+    );
+    let low = b.column(4).as_primitive::<arrow::datatypes::Float64Type>();
+    assert_eq!(low.value(0), 0.125);
+    for c in 2..b.num_columns() {
+        assert!(b.column(c).is_null(1), "column {c} keeps its NULL");
+    }
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
