@@ -7,9 +7,9 @@ CARGO ?= cargo
 DEMO  ?= data/demo
 # Runs a command with libtorch where tch's build finds it (installs it once).
 LIBTORCH = scripts/with-libtorch.sh
-RELEASE_BINS = -p kiln-monitor -p kiln-split -p kiln-testkit -p kiln-train
+RELEASE_BINS = -p kiln-monitor -p kiln-preheat -p kiln-split -p kiln-testkit -p kiln-train
 
-.PHONY: all demo test lint fmt build python-env bench-split bench-train bench-monitor clean-demo
+.PHONY: all demo test lint fmt build python-env bench-split bench-train bench-monitor bench-preheat clean-demo
 
 all: build
 
@@ -17,7 +17,8 @@ build:
 	$(LIBTORCH) $(CARGO) build --release $(RELEASE_BINS)
 
 ## demo: generate a small hydrology-like dataset, split it by key (under the
-## memory watchdog), train an LSTM on it, evaluate and predict
+## memory watchdog), train an LSTM on it, evaluate and predict; then generate a
+## kline dump and preheat it into a per-symbol kline cache (kiln-preheat)
 demo: build
 	@mkdir -p $(DEMO)
 	./target/release/kiln-gen keyed --keys 200 --days 1095 --string-keys \
@@ -30,12 +31,16 @@ demo: build
 		--attributes $(DEMO)/attributes.csv --run $(DEMO)/run --force
 	./target/release/kiln-train eval $(DEMO)/run $(DEMO)/split --subset val
 	./target/release/kiln-train predict $(DEMO)/run $(DEMO)/split
+	./target/release/kiln-gen klines --symbols 300 --days 500 --out $(DEMO)/klines.csv
+	./target/release/kiln-preheat --source $(DEMO)/klines.csv --out $(DEMO)/cache/kline --force-refresh
+	./target/release/kiln-preheat info --out $(DEMO)/cache/kline
 	@echo
 	@echo "demo: keyed dataset in $(DEMO)/split ($$(ls $(DEMO)/split | wc -l) files);"
 	@echo "      index $(DEMO)/split/_index.parquet, manifest $(DEMO)/split/_dataset.json"
 	@echo "      the split's memory over time: $(DEMO)/split-memory.png (kiln-monitor)"
 	@echo "      trained run in $(DEMO)/run: model.safetensors, metrics.csv, loss.png,"
 	@echo "      eval.csv (per key), predictions.parquet"
+	@echo "      kline cache (kiln-preheat from a dump): $(DEMO)/cache/kline"
 
 ## test: formatting, lints (warnings are errors), and every test of the workspace
 test: lint
@@ -55,6 +60,10 @@ python-env:
 ## bench-split: kiln-split vs pandas, DuckDB and Polars on a >=1 GB CSV
 bench-split: build python-env
 	bench/split/run.sh
+
+## bench-preheat: kiln-preheat vs pandas read_sql, ConnectorX and a raw scan (MariaDB)
+bench-preheat: build python-env
+	bench/preheat/run.sh
 
 ## bench-monitor: kiln-monitor's CPU at 10 Hz and kill latency vs a psutil loop
 bench-monitor: python-env

@@ -401,6 +401,36 @@ impl KeyFileWriter {
         self
     }
 
+    pub(crate) fn properties(&self) -> &WriterProperties {
+        &self.props
+    }
+
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable
+    }
+
+    pub fn key_column(&self) -> &str {
+        &self.key_column
+    }
+
+    pub fn date_column(&self) -> &str {
+        &self.date_column
+    }
+
+    pub fn date_type(&self) -> ColumnType {
+        self.date_type
+    }
+
+    /// A file written without `durable`: hand it to the sync queue, if any.
+    pub(crate) fn finished(&self, path: &Path, file: File) -> Result<(), ContractError> {
+        if let Some(queue) = &self.sync_queue {
+            queue.send((path.to_path_buf(), file)).map_err(|_| {
+                ContractError::io(path, std::io::Error::other("sync thread stopped"))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Write `batch` (one key's rows, in date order) into `dir` and return
     /// its index entry. `metadata` lands in the parquet footer.
     pub fn write(
@@ -425,11 +455,7 @@ impl KeyFileWriter {
         } else {
             let file = File::create(&path).at(&path)?;
             let file = self.encode(file, &path, key, batch, metadata)?;
-            if let Some(queue) = &self.sync_queue {
-                queue.send((path.clone(), file)).map_err(|_| {
-                    ContractError::io(&path, std::io::Error::other("sync thread stopped"))
-                })?;
-            }
+            self.finished(&path, file)?;
         }
         let bytes = std::fs::metadata(&path).at(&path)?.len();
         Ok(IndexEntry {

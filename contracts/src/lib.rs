@@ -5,6 +5,7 @@
 //!
 //! * [`keys`] — how a key (a river segment id, a stock symbol) becomes a file
 //!   name that can never escape its directory, reversibly.
+//! * [`append`] — new rows at the end of a key file without re-encoding it.
 //! * [`atomic`] — temp + fsync + rename for files, and staging directories that
 //!   appear complete or not at all.
 //! * [`types`] — the column types a keyed dataset may hold.
@@ -16,6 +17,7 @@
 //!
 //! The format is documented for humans in `docs/CONTRACTS.md`.
 
+pub mod append;
 pub mod atomic;
 pub mod dataset;
 pub mod dates;

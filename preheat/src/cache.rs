@@ -5,7 +5,7 @@
 //! killed run leaves the last published cache, whole; a reader never sees
 //! a file that disagrees with the index.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -271,11 +271,12 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// A staging copy holding hard links to every file of the cache.
-    pub fn begin(out: &Path) -> Result<Self, PreheatError> {
+    /// A staging copy holding hard links to the cache's files, except
+    /// `skip` (files about to be rewritten; linked later if they are not).
+    pub fn begin(out: &Path, skip: &HashSet<String>) -> Result<Self, PreheatError> {
         // An empty directory made by the user is replaced like a cache.
         let published_before = out.exists();
-        let dir = Self::linked_copy(out)?;
+        let dir = Self::linked_copy(out, skip)?;
         let path = Arc::new(RwLock::new(dir.path().to_path_buf()));
         Ok(Self {
             out: out.to_path_buf(),
@@ -286,10 +287,10 @@ impl Staging {
         })
     }
 
-    /// A staging copy linking every key file of the published cache: the
-    /// indexed ones and, at a checkpoint, those written just before it
+    /// A staging copy linking the key files of the published cache but
+    /// `skip` — including, at a checkpoint, files written just before it
     /// whose outcome is still on its way.
-    fn linked_copy(out: &Path) -> Result<StagingDir, PreheatError> {
+    fn linked_copy(out: &Path, skip: &HashSet<String>) -> Result<StagingDir, PreheatError> {
         let dir = StagingDir::create(out)?;
         if !out.exists() {
             return Ok(dir);
@@ -297,7 +298,10 @@ impl Staging {
         for entry in std::fs::read_dir(out).map_err(|e| PreheatError::io(out, e))? {
             let entry = entry.map_err(|e| PreheatError::io(out, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !kiln_contracts::keys::is_contained_file_name(&name) || !name.ends_with(".parquet") {
+            if !kiln_contracts::keys::is_contained_file_name(&name)
+                || !name.ends_with(".parquet")
+                || skip.contains(&name)
+            {
                 continue;
             }
             let from = entry.path();
@@ -305,6 +309,25 @@ impl Staging {
                 .map_err(|e| PreheatError::io(&from, e))?;
         }
         Ok(dir)
+    }
+
+    /// Link the published file of every key the staging copy lacks (a
+    /// skipped file whose symbol turned out unchanged or failed).
+    fn fill_in(&self, keys: &BTreeMap<String, KeyState>) -> Result<(), PreheatError> {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("staging present until the end")
+            .path();
+        for state in keys.values() {
+            let to = dir.join(&state.entry.file);
+            if to.exists() {
+                continue;
+            }
+            let from = self.out.join(&state.entry.file);
+            std::fs::hard_link(&from, &to).map_err(|e| PreheatError::io(&from, e))?;
+        }
+        Ok(())
     }
 
     /// Remove files of the staging copy that no key points at (written for
@@ -330,22 +353,37 @@ impl Staging {
         Ok(())
     }
 
-    /// Publish `keys` as the cache. With `keep_going`, a new staging copy
-    /// of the published cache takes this one's place (a checkpoint).
+    /// Publish `keys` as the cache. With `keep_going` (the files still to
+    /// be rewritten), a new staging copy of the published cache takes this
+    /// one's place (a checkpoint).
     pub fn publish(
         &mut self,
         keys: &BTreeMap<String, KeyState>,
         spec: &ManifestSpec,
-        keep_going: bool,
+        keep_going: Option<&HashSet<String>>,
     ) -> Result<(), PreheatError> {
-        let mut path = self.path.write().expect("staging lock");
+        let lock = self.path.clone();
+        let mut path = lock.write().expect("staging lock");
+        self.publish_locked(&mut path, keys, spec, keep_going)
+    }
+
+    /// [`Staging::publish`] for a caller already holding the staging lock
+    /// for writing.
+    pub fn publish_locked(
+        &mut self,
+        path: &mut PathBuf,
+        keys: &BTreeMap<String, KeyState>,
+        spec: &ManifestSpec,
+        keep_going: Option<&HashSet<String>>,
+    ) -> Result<(), PreheatError> {
+        self.fill_in(keys)?;
         let dir = self.dir.take().expect("staging present until the end");
         write_index_and_manifest(dir.path(), keys, spec)?;
         dir.publish(self.published_before)?;
         self.published_before = true;
         self.publishes += 1;
-        if keep_going {
-            let next = Self::linked_copy(&self.out)?;
+        if let Some(skip) = keep_going {
+            let next = Self::linked_copy(&self.out, skip)?;
             *path = next.path().to_path_buf();
             self.dir = Some(next);
         }

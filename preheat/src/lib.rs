@@ -23,7 +23,7 @@ pub mod rows;
 pub mod summary;
 pub mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -153,6 +153,7 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
         mapping: opts.map.describe(),
         start_date: format_day(opts.start_date),
     };
+    tracing::info!(source = %source.display(), "source ready");
     let cache = Cache::open(&opts.out)?;
     cache.check_identity(&identity, opts.force_refresh)?;
 
@@ -255,7 +256,14 @@ fn fetch_and_publish(
     summary: &mut Summary,
 ) -> Result<(), PreheatError> {
     let schema = source.schema();
-    let mut staging = Staging::begin(&opts.out)?;
+    // Files of symbols about to be fetched are not linked into the staging
+    // copy (most are rewritten); the rest are linked in before publishing.
+    let mut pending: HashSet<String> = tasks
+        .iter()
+        .filter_map(|(s, _)| keys.get(s).map(|k| k.entry.file.clone()))
+        .collect();
+    let mut staging = Staging::begin(&opts.out, &pending)?;
+    tracing::info!("staging copy ready");
     let fetched_at = now_us();
     let mut metadata = vec![
         ("kiln.preheat.source".to_string(), source.display()),
@@ -280,6 +288,10 @@ fn fetch_and_publish(
             false,
         ),
         metadata,
+        cached_nulls: keys
+            .iter()
+            .map(|(k, s)| (k.clone(), s.nulls.clone()))
+            .collect(),
     };
     let total = tasks.len() as u64;
     let whole_table = opts.shape == Shape::Auto
@@ -298,7 +310,9 @@ fn fetch_and_publish(
         ),
     };
     let (work_tx, work_rx) = crossbeam_channel::bounded(64);
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<Outcome>(256);
+    // Unbounded: a writer sends while holding the staging lock, and must
+    // never wait for the coordinator, which may be waiting for that lock.
+    let (done_tx, done_rx) = crossbeam_channel::unbounded::<Outcome>();
     let bar = progress_bar(opts.progress, total);
     let mut last_publish = Instant::now();
     let mut changed = 0usize;
@@ -321,7 +335,9 @@ fn fetch_and_publish(
             let (rx, tx, context) = (work_rx.clone(), done_tx.clone(), &context);
             scope.spawn(move || {
                 for message in rx {
-                    if tx.send(context.handle(message)).is_err() {
+                    let staging = context.staging.read().expect("staging lock");
+                    let outcome = context.handle(message, &staging);
+                    if tx.send(outcome).is_err() {
                         return;
                     }
                 }
@@ -329,17 +345,35 @@ fn fetch_and_publish(
         }
         drop(done_tx);
         drop(work_rx);
-        for outcome in done_rx {
+        let mut apply = |outcome: Outcome,
+                         keys: &mut BTreeMap<String, KeyState>,
+                         pending: &mut HashSet<String>| {
             bar.inc(1);
-            changed += record(outcome, fetched_at, keys, summary);
+            pending.remove(&kiln_contracts::index::key_file_name(
+                outcome.symbol(),
+                FileFormat::Parquet,
+            ));
+            record(outcome, fetched_at, keys, summary)
+        };
+        for outcome in &done_rx {
+            changed += apply(outcome, keys, &mut pending);
             if changed > 0 && last_publish.elapsed() >= opts.checkpoint {
-                staging.publish(keys, spec, true)?;
+                // With the lock held no writer is between writing a file
+                // and sending its outcome: record every outcome sent so far,
+                // so each file in the copy is in the index being published.
+                let lock = staging.path.clone();
+                let mut path = lock.write().expect("staging lock");
+                for outcome in done_rx.try_iter() {
+                    apply(outcome, keys, &mut pending);
+                }
+                staging.publish_locked(&mut path, keys, spec, Some(&pending))?;
                 tracing::info!(symbols = keys.len(), "checkpoint published");
                 last_publish = Instant::now();
                 changed = 0;
             }
         }
         let rows = fetching.join().expect("source thread panicked")?;
+        tracing::info!(rows, "fetched and written");
         summary.rows_fetched = rows;
         Ok(())
     });
@@ -349,7 +383,8 @@ fn fetch_and_publish(
     result?;
     if changed > 0 || staging.publishes == 0 {
         staging.prune(keys)?;
-        staging.publish(keys, spec, false)?;
+        staging.publish(keys, spec, None)?;
+        tracing::info!("published");
     }
     summary.publishes = staging.publishes as u64;
     Ok(())

@@ -190,9 +190,12 @@ pub fn clear(out: &Path, symbols: &[String]) -> Result<Cleared, PreheatError> {
             identity,
             command: manifest.producer.command.clone(),
         };
-        let mut staging = Staging::begin(out)?;
-        staging.prune(&keys)?;
-        staging.publish(&keys, &spec, false)?;
+        let removed_files: std::collections::HashSet<String> = removed
+            .iter()
+            .map(|s| kiln_contracts::index::key_file_name(s, kiln_contracts::FileFormat::Parquet))
+            .collect();
+        let mut staging = Staging::begin(out, &removed_files)?;
+        staging.publish(&keys, &spec, None)?;
     }
     Ok(Cleared {
         out: out.to_path_buf(),

@@ -138,7 +138,10 @@ impl MysqlSource {
                 options.table.clone(),
             ),
         };
-        let constraints = PoolConstraints::new(0, options.jobs.max(1)).expect("0 <= jobs");
+        // Connections stay open for the whole run (a pool with no minimum
+        // closes idle ones at once, and every batch would reconnect).
+        let constraints =
+            PoolConstraints::new(options.jobs.max(1), options.jobs.max(1)).expect("min <= max");
         let mut builder = OptsBuilder::from_opts(opts)
             .pool_opts(PoolOpts::new().with_constraints(constraints))
             // DATETIME and TIMESTAMP are read as UTC wall-clock values.

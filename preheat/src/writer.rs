@@ -1,11 +1,12 @@
 //! Turning one fetched symbol into its cache file: check the rows, merge an
 //! incremental fetch over the cached rows, write into the staging copy.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
+use kiln_contracts::append::KeyFileFooter;
 use kiln_contracts::dataset::KeyFileWriter;
 use kiln_contracts::{IndexEntry, KeyedDataset};
 
@@ -60,21 +61,45 @@ pub struct WriteContext {
     pub writer: KeyFileWriter,
     /// Footer metadata every file gets.
     pub metadata: Vec<(String, String)>,
+    /// Null counts of the cached files (from the index).
+    pub cached_nulls: HashMap<String, BTreeMap<String, u64>>,
+}
+
+/// The staging copy may hold a hard link to the published file: writing
+/// through it would change the published file too.
+fn remove_link(path: &std::path::Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Row groups a file may gather from nightly appends before it is rewritten
+/// as one: 16–31, spread by symbol so compactions do not all fall on one night.
+fn compaction_limit(symbol: &str) -> usize {
+    let spread = symbol
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    16 + (spread % 16) as usize
 }
 
 impl WriteContext {
-    pub fn handle(&self, message: Message) -> Outcome {
+    /// One message into `staging` (the caller holds the staging lock for
+    /// reading until it has passed the outcome on: a checkpoint then never
+    /// publishes a file whose outcome it has not recorded).
+    pub fn handle(&self, message: Message, staging: &Path) -> Outcome {
         match message {
             Message::Failed { symbol, error } => Outcome::Failed { symbol, error },
             Message::Group(group) => {
                 let symbol = group.symbol.clone();
-                self.write(group)
+                self.write(group, staging)
                     .unwrap_or_else(|error| Outcome::Failed { symbol, error })
             }
         }
     }
 
-    fn write(&self, group: Group) -> Result<Outcome, String> {
+    fn write(&self, group: Group, staging: &Path) -> Result<Outcome, String> {
         let Group {
             symbol,
             fetch,
@@ -85,6 +110,9 @@ impl WriteContext {
         let old_entry = self.cached.as_ref().and_then(|c| c.entry(&symbol).cloned());
         let (merged, incremental) = match (fetch, &old_entry) {
             (Fetch::After(after), Some(entry)) => {
+                if let Some(outcome) = self.append(&symbol, entry, after, &batch, staging)? {
+                    return Ok(outcome);
+                }
                 let cached = self.cached.as_ref().expect("entry implies cache");
                 let old = cached
                     .read_entry(entry, None)
@@ -125,7 +153,7 @@ impl WriteContext {
             });
         }
         let nulls = null_counts(&merged);
-        let entry = self.store(&symbol, &merged, old_entry.is_some())?;
+        let entry = self.store(&symbol, &merged, old_entry.is_some(), staging)?;
         Ok(Outcome::Written {
             symbol,
             entry,
@@ -133,6 +161,94 @@ impl WriteContext {
             rows_fetched,
             incremental,
         })
+    }
+
+    /// The incremental fast path: keep the cached file's leading row groups
+    /// that end on or before `after` as bytes, decode only what follows
+    /// them, and write the new rows as one more row group. `None` when the
+    /// file should be rewritten whole instead (no date statistics, nothing
+    /// to keep, or enough row groups that it is time to compact).
+    fn append(
+        &self,
+        symbol: &str,
+        entry: &IndexEntry,
+        after: i64,
+        batch: &RecordBatch,
+        staging: &Path,
+    ) -> Result<Option<Outcome>, String> {
+        let cached = self.cached.as_ref().expect("entry implies cache");
+        let path = cached.path_of(entry);
+        let footer =
+            KeyFileFooter::open(&path).map_err(|e| format!("cannot read the cached file: {e}"))?;
+        let date_name = &self.schema.columns[self.schema.date].name;
+        let Some(groups) = footer.row_group_dates(date_name) else {
+            return Ok(None);
+        };
+        let keep = groups.iter().take_while(|g| g.max <= after).count();
+        if keep == 0 || keep + 1 > compaction_limit(symbol) {
+            return Ok(None);
+        }
+        let kept_rows: u64 = groups[..keep].iter().map(|g| g.rows).sum();
+        // Rows after the kept row groups (an overlap window): decoded.
+        let rest = if keep < groups.len() {
+            let old = cached
+                .read_entry(entry, None)
+                .map_err(|e| format!("cannot read the cached file: {e}"))?;
+            old.slice(kept_rows as usize, old.num_rows() - kept_rows as usize)
+        } else {
+            RecordBatch::new_empty(self.schema.arrow())
+        };
+        let rest_kept = filter_dates(&rest, self.schema.date, |d| d <= after);
+        let replaced = rest.slice(rest_kept.num_rows(), rest.num_rows() - rest_kept.num_rows());
+        if replaced.columns() == batch.columns() {
+            return Ok(Some(Outcome::Unchanged {
+                symbol: symbol.to_owned(),
+                rows_fetched: batch.num_rows() as u64,
+            }));
+        }
+        let tail = arrow::compute::concat_batches(&self.schema.arrow(), [&rest_kept, batch])
+            .map_err(|e| e.to_string())?;
+        // Null counts without decoding the kept rows: the cache's count for
+        // the old file, less the decoded rows', plus the new tail's.
+        let mut nulls = self.cached_nulls.get(symbol).cloned().unwrap_or_default();
+        for (column, n) in null_counts(&rest) {
+            let left = nulls.get(&column).copied().unwrap_or(0).saturating_sub(n);
+            nulls.insert(column, left);
+        }
+        for (column, n) in null_counts(&tail) {
+            *nulls.entry(column).or_default() += n;
+        }
+        nulls.retain(|_, n| *n > 0);
+        let file_path = staging.join(&entry.file);
+        remove_link(&file_path)?;
+        let metadata = self.metadata_for(&tail, groups[keep - 1].max);
+        let written = self
+            .writer
+            .write_appending(staging, symbol, &footer, keep, &tail, &metadata)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(Outcome::Written {
+            symbol: symbol.to_owned(),
+            entry: written,
+            nulls,
+            rows_fetched: batch.num_rows() as u64,
+            incremental: true,
+        }))
+    }
+
+    /// Footer metadata of a file whose last row is `tail`'s last (or, for
+    /// an empty tail, dated `last_kept`).
+    fn metadata_for(&self, tail: &RecordBatch, last_kept: i64) -> Vec<(String, String)> {
+        let last = date_values(tail, self.schema.date)
+            .last()
+            .copied()
+            .flatten()
+            .unwrap_or(last_kept);
+        let mut metadata = self.metadata.clone();
+        metadata.push((
+            "kiln.preheat.last_date".into(),
+            format_date_value(last, self.schema.date_type()),
+        ));
+        metadata
     }
 
     /// Dates present and strictly increasing.
@@ -156,30 +272,22 @@ impl WriteContext {
         Ok(())
     }
 
-    fn store(&self, symbol: &str, batch: &RecordBatch, linked: bool) -> Result<IndexEntry, String> {
-        let staging = self.staging.read().expect("staging lock");
+    fn store(
+        &self,
+        symbol: &str,
+        batch: &RecordBatch,
+        linked: bool,
+        staging: &Path,
+    ) -> Result<IndexEntry, String> {
         let file_name =
             kiln_contracts::index::key_file_name(symbol, kiln_contracts::FileFormat::Parquet);
         let path = staging.join(&file_name);
-        // The staging copy holds a hard link to the published file: writing
-        // through it would change the published file too.
         if linked {
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{}: {e}", path.display())),
-            }
+            remove_link(&path)?;
         }
-        let last = date_values(batch, self.schema.date)
-            .last()
-            .copied()
-            .flatten()
-            .map(|d| format_date_value(d, self.schema.date_type()))
-            .unwrap_or_default();
-        let mut metadata = self.metadata.clone();
-        metadata.push(("kiln.preheat.last_date".into(), last));
+        let metadata = self.metadata_for(batch, 0);
         self.writer
-            .write(&staging, symbol, batch, &metadata)
+            .write(staging, symbol, batch, &metadata)
             .map_err(|e| e.to_string())
     }
 }

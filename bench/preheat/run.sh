@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# kiln-preheat vs what users do today, side by side in one run, on
+# 5,000 symbols x 750 trading days in MariaDB (3.5 M rows):
+#   raw     `mariadb --quick` ordered scan to /dev/null (the floor)
+#   kiln    kiln-preheat, full preheat into an empty cache
+#   cx      ConnectorX -> Arrow, pyarrow writes one file per symbol
+#   pandas  read_sql per symbol + to_parquet (the seed's script)
+# then the nightly case: one new day for every symbol, kiln-preheat
+# refreshing the cache incrementally (--ttl 0s).
+#
+#   bench/preheat/run.sh            # needs `make build` and MariaDB
+#   KILN_BENCH_URL=mysql://root@127.0.0.1:3306/test SYMBOLS=5000 DAYS=750 ROUNDS=1
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+url="${KILN_BENCH_URL:-mysql://root@127.0.0.1:3306/test}"
+symbols="${SYMBOLS:-5000}"
+days="${DAYS:-750}"
+rounds="${ROUNDS:-1}"
+table="bench_kline_${symbols}x${days}"
+py="$(scripts/python-env.sh bench)"
+work="target/bench/preheat/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$work"
+host=$(echo "$url" | sed -E 's|mysql://[^@]*@([^:/]+).*|\1|')
+port=$(echo "$url" | sed -E 's|.*:([0-9]+)/.*|\1|')
+db="${url##*/}"
+sql() { mariadb -h"$host" -P"$port" -uroot "$db" -N -e "$1"; }
+
+rows=$(sql "SELECT COUNT(*) FROM $table" 2>/dev/null || echo 0)
+if [ "$rows" = "0" ]; then
+  echo "loading $table ..." >&2
+  ./target/release/kiln-gen klines --symbols "$symbols" --days "$days" --mysql "$url" --table "$table" --replace
+fi
+sql "SELECT COUNT(*) FROM $table" > /dev/null
+echo "table $table: $(sql "SELECT COUNT(*) FROM $table") rows" >&2
+
+# Wall seconds and peak RSS (MiB) of one command, from /usr/bin/time -v.
+measure() {
+  local name=$1; shift
+  local log="$work/$name.time"
+  /usr/bin/time -v "$@" > "$work/$name.out" 2> "$log"
+  local wall rss
+  wall=$(grep "Elapsed (wall clock)" "$log" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  rss=$(grep "Maximum resident set size" "$log" | awk '{printf "%.0f", $NF/1024}')
+  printf "%-28s %8.2f s %8s MiB\n" "$name" "$wall" "$rss" | tee -a "$work/results.txt"
+}
+
+# Warm the buffer pool once so every contender reads from memory.
+sql "SELECT * FROM $table ORDER BY symbol, trade_date" > /dev/null
+for r in $(seq 1 "$rounds"); do
+  measure "raw-scan-$r" mariadb -h"$host" -P"$port" -uroot --quick "$db" -e "SELECT * FROM $table ORDER BY symbol, trade_date"
+  # Each contender writes into a directory of its own that nothing was
+  # deleted from recently (ext4 inode allocation slows down after mass deletes).
+  measure "kiln-preheat-$r" ./target/release/kiln-preheat --url "$url" --table "$table" --out "$work/kiln-$r" -q
+  measure "connectorx-pyarrow-$r" "$py" bench/preheat/connectorx_preheat.py "$url" "$table" "$work/cx-$r"
+done
+measure "pandas-read_sql-per-symbol" "$py" bench/preheat/pandas_preheat.py "$url" "$table" "$work/pandas"
+
+# Nightly: one new trading day for every symbol (a copy of its last row).
+last=$(sql "SELECT MAX(trade_date) FROM $table")
+next=$(sql "SELECT DATE_ADD('$last', INTERVAL IF(DAYOFWEEK('$last') = 6, 3, 1) DAY)")
+sql "INSERT INTO $table SELECT k.symbol, '$next', k.open, k.high, k.low, k.close, k.volume, k.amount, k.turnover, k.updated_at
+     FROM $table k JOIN (SELECT symbol, MAX(trade_date) d FROM $table GROUP BY symbol) m
+     ON k.symbol = m.symbol AND k.trade_date = m.d"
+trap "sql \"DELETE FROM $table WHERE trade_date = '$next'\"" EXIT
+measure "kiln-preheat-one-day-refresh" ./target/release/kiln-preheat --url "$url" --table "$table" --out "$work/kiln-1" --ttl 0s --json -q
+grep -E '"(fetched_incremental|rows_fetched|files_written)"' "$work/kiln-preheat-one-day-refresh.out" | tr -d ' ,' | tr '\n' ' '; echo
+echo "results: $work/results.txt"
