@@ -4,7 +4,6 @@
 //! A nightly refresh that adds one day per key then costs a copy, not a
 //! re-encode, of the data.
 
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 
@@ -29,22 +28,56 @@ pub struct RowGroupDates {
     pub max: i64,
 }
 
-/// An opened key file's footer.
+/// A key file read into memory with its footer parsed. Key files are
+/// small (one key's rows); one read beats the dozens of seeks and reads
+/// of copying column chunks from the file.
 pub struct KeyFileFooter {
-    file: File,
+    path: std::path::PathBuf,
+    bytes: bytes::Bytes,
     metadata: ParquetMetaData,
 }
 
 impl KeyFileFooter {
     pub fn open(path: &Path) -> Result<Self, ContractError> {
-        let file = File::open(path).at(path)?;
+        let bytes = bytes::Bytes::from(std::fs::read(path).at(path)?);
         let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&file)
+            .parse_and_finish(&bytes)
             .map_err(|source| ContractError::Parquet {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(Self { file, metadata })
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            metadata,
+        })
+    }
+
+    /// The rows of row groups `from..`, decoded, in the file's schema.
+    pub fn read_from_row_group(&self, from: usize) -> Result<RecordBatch, ContractError> {
+        let perr = |source| ContractError::Parquet {
+            path: self.path.clone(),
+            source,
+        };
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            self.bytes.clone(),
+        )
+        .map_err(perr)?
+        .with_row_groups((from..self.row_groups()).collect())
+        .build()
+        .map_err(perr)?;
+        let schema = arrow::array::RecordBatchReader::schema(&reader);
+        let batches =
+            reader
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| ContractError::Arrow {
+                    path: self.path.clone(),
+                    source,
+                })?;
+        arrow::compute::concat_batches(&schema, &batches).map_err(|source| ContractError::Arrow {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     pub fn row_groups(&self) -> usize {
@@ -90,10 +123,6 @@ impl KeyFileWriter {
     ) -> Result<IndexEntry, ContractError> {
         let file_name = index::key_file_name(key, FileFormat::Parquet);
         let path = dir.join(&file_name);
-        let perr = |source| ContractError::Parquet {
-            path: path.clone(),
-            source,
-        };
         let kept = &old.metadata.row_groups()[..keep];
         let first_kept = old
             .row_group_dates(self.date_column())
@@ -114,18 +143,56 @@ impl KeyFileWriter {
             });
         };
 
-        let (file, durable) = if self.is_durable() {
+        let encode = |sink| self.append_into(sink, &path, key, old, keep, tail, metadata);
+        if self.is_durable() {
             let mut out = AtomicFile::create(&path)?;
-            (out.take_file(), Some(out))
+            let sink = BufWriter::with_capacity(256 * 1024, out.take_file());
+            let file = encode(sink)?
+                .into_inner()
+                .map_err(|e| ContractError::io(&path, e.into_error()))?;
+            out.commit_file(file)?;
+        } else if self.reuses_files() {
+            let bytes = self.append_into(Vec::new(), &path, key, old, keep, tail, metadata)?;
+            let file = crate::dataset::write_changed_pages(&path, &bytes)?;
+            self.finished(&path, file)?;
         } else {
-            (File::create(&path).at(&path)?, None)
+            let sink =
+                BufWriter::with_capacity(256 * 1024, std::fs::File::create(&path).at(&path)?);
+            let file = encode(sink)?
+                .into_inner()
+                .map_err(|e| ContractError::io(&path, e.into_error()))?;
+            self.finished(&path, file)?;
+        }
+        let rows = kept.iter().map(|rg| rg.num_rows() as u64).sum::<u64>() + tail.num_rows() as u64;
+        let bytes = std::fs::metadata(&path).at(&path)?.len();
+        Ok(IndexEntry {
+            key: key.to_owned(),
+            file: file_name,
+            rows,
+            first_date,
+            last_date,
+            bytes,
+        })
+    }
+    /// The parquet bytes of [`KeyFileWriter::write_appending`], into `sink`.
+    #[allow(clippy::too_many_arguments)]
+    fn append_into<W: std::io::Write + Send>(
+        &self,
+        sink: W,
+        path: &Path,
+        key: &str,
+        old: &KeyFileFooter,
+        keep: usize,
+        tail: &RecordBatch,
+        metadata: &[(String, String)],
+    ) -> Result<W, ContractError> {
+        let perr = |source| ContractError::Parquet {
+            path: path.to_path_buf(),
+            source,
         };
-        let mut writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(256 * 1024, file),
-            tail.schema(),
-            Some(self.properties().clone()),
-        )
-        .map_err(perr)?;
+        let kept = &old.metadata.row_groups()[..keep];
+        let mut writer = ArrowWriter::try_new(sink, tail.schema(), Some(self.properties().clone()))
+            .map_err(perr)?;
         writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
         writer.append_key_value_metadata(KeyValue::new(
             "kiln.key_column".into(),
@@ -146,7 +213,7 @@ impl KeyFileWriter {
                     column_index: None,
                     offset_index: None,
                 };
-                rg_writer.append_column(&old.file, close).map_err(perr)?;
+                rg_writer.append_column(&old.bytes, close).map_err(perr)?;
             }
             rg_writer.close().map_err(perr)?;
         }
@@ -173,25 +240,7 @@ impl KeyFileWriter {
             }
             rg_writer.close().map_err(perr)?;
         }
-        let file = file_writer
-            .into_inner()
-            .map_err(perr)?
-            .into_inner()
-            .map_err(|e| ContractError::io(&path, e.into_error()))?;
-        match durable {
-            Some(out) => out.commit_file(file)?,
-            None => self.finished(&path, file)?,
-        }
-        let rows = kept.iter().map(|rg| rg.num_rows() as u64).sum::<u64>() + tail.num_rows() as u64;
-        let bytes = std::fs::metadata(&path).at(&path)?.len();
-        Ok(IndexEntry {
-            key: key.to_owned(),
-            file: file_name,
-            rows,
-            first_date,
-            last_date,
-            bytes,
-        })
+        file_writer.into_inner().map_err(perr)
     }
 }
 
@@ -201,6 +250,8 @@ mod tests {
 
     use arrow::array::{Date32Array, Float64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+
+    use std::fs::File;
 
     use super::*;
     use crate::dataset::Codec;

@@ -197,7 +197,29 @@ impl StagingDir {
     /// With `replace`, an existing output is swapped out atomically and then
     /// deleted — but only when it is a Kiln dataset or an empty directory, so
     /// a mistyped `--out ~ --force` cannot delete a home directory.
-    pub fn publish(mut self, replace: bool) -> Result<(), ContractError> {
+    pub fn publish(self, replace: bool) -> Result<(), ContractError> {
+        self.publish_as(replace, None)
+    }
+
+    /// Like [`StagingDir::publish`], but a replaced output is moved to
+    /// `keep_as` instead of deleted (a stage that updates its output in
+    /// place every run reuses it as its next staging directory, see
+    /// [`StagingDir::adopt`]).
+    pub fn publish_keeping(self, replace: bool, keep_as: &Path) -> Result<(), ContractError> {
+        self.publish_as(replace, Some(keep_as))
+    }
+
+    /// A staging directory made of `existing` (moved under the staging
+    /// name, with a lock), e.g. the previous output kept by
+    /// [`StagingDir::publish_keeping`].
+    pub fn adopt(final_path: &Path, existing: &Path) -> Result<Self, ContractError> {
+        let dir = Self::create(final_path)?;
+        fs::remove_dir(&dir.path).at(&dir.path)?;
+        fs::rename(existing, &dir.path).at(existing)?;
+        Ok(dir)
+    }
+
+    fn publish_as(mut self, replace: bool, keep_as: Option<&Path>) -> Result<(), ContractError> {
         if self.files_synced {
             sync_dir(&self.path)?;
         } else {
@@ -213,7 +235,13 @@ impl StagingDir {
             ensure_replaceable(&self.final_path)?;
             exchange_or_swap(&self.path, &self.final_path)?;
             // `self.path` now holds the previous output.
-            fs::remove_dir_all(&self.path).at(&self.path)?;
+            let kept = keep_as.is_some_and(|to| {
+                let _ = fs::remove_dir_all(to);
+                fs::rename(&self.path, to).is_ok()
+            });
+            if !kept {
+                fs::remove_dir_all(&self.path).at(&self.path)?;
+            }
         } else {
             rename_no_replace(&self.path, &self.final_path)?;
         }

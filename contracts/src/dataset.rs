@@ -359,6 +359,51 @@ pub struct KeyFileWriter {
     durable: bool,
     /// Where finished files go to be fsynced in the background (staging).
     sync_queue: Option<crate::atomic::SyncQueue>,
+    /// Update existing files in place (see [`write_changed_pages`]).
+    reuse_files: bool,
+}
+
+/// Make `path` hold exactly `bytes`. An existing file with no other link is
+/// updated in place, writing only the 4 KiB pages that differ: a key file
+/// rewritten with a few rows appended changes a page or two, and on ext4
+/// that costs a fraction of a new file plus freeing the old one. A file
+/// with other links (a hard link to a published file) is replaced, never
+/// written through.
+pub fn write_changed_pages(path: &Path, bytes: &[u8]) -> Result<File, ContractError> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    const PAGE: usize = 4096;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.nlink() == 1 => {
+            let mut file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)
+                .at(path)?;
+            let mut old = Vec::with_capacity(m.len() as usize);
+            file.read_to_end(&mut old).at(path)?;
+            for (i, page) in bytes.chunks(PAGE).enumerate() {
+                let at = i * PAGE;
+                if old.get(at..at + page.len()) != Some(page) {
+                    file.write_all_at(page, at as u64).at(path)?;
+                }
+            }
+            if old.len() != bytes.len() {
+                file.set_len(bytes.len() as u64).at(path)?;
+            }
+            Ok(file)
+        }
+        other => {
+            match other {
+                Ok(_) => std::fs::remove_file(path).at(path)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ContractError::io(path, e)),
+            }
+            let mut file = File::create(path).at(path)?;
+            file.write_all(bytes).at(path)?;
+            Ok(file)
+        }
+    }
 }
 
 impl KeyFileWriter {
@@ -391,6 +436,7 @@ impl KeyFileWriter {
             props,
             durable,
             sync_queue: None,
+            reuse_files: false,
         }
     }
 
@@ -399,6 +445,18 @@ impl KeyFileWriter {
     pub fn with_sync_queue(mut self, queue: crate::atomic::SyncQueue) -> Self {
         self.sync_queue = Some(queue);
         self
+    }
+
+    /// Update existing files in place where that is safe (a private
+    /// staging directory being updated), see [`write_changed_pages`].
+    /// Parquet only.
+    pub fn with_file_reuse(mut self) -> Self {
+        self.reuse_files = self.format == FileFormat::Parquet;
+        self
+    }
+
+    pub(crate) fn reuses_files(&self) -> bool {
+        self.reuse_files
     }
 
     pub(crate) fn properties(&self) -> &WriterProperties {
@@ -453,8 +511,13 @@ impl KeyFileWriter {
             let file = self.encode(out.take_file(), &path, key, batch, metadata)?;
             out.commit_file(file)?;
         } else {
-            let file = File::create(&path).at(&path)?;
-            let file = self.encode(file, &path, key, batch, metadata)?;
+            let file = if self.reuse_files {
+                let bytes = self.encode_parquet(Vec::new(), &path, key, batch, metadata)?;
+                write_changed_pages(&path, &bytes)?
+            } else {
+                let file = File::create(&path).at(&path)?;
+                self.encode(file, &path, key, batch, metadata)?
+            };
             self.finished(&path, file)?;
         }
         let bytes = std::fs::metadata(&path).at(&path)?.len();
@@ -468,6 +531,32 @@ impl KeyFileWriter {
         })
     }
 
+    fn encode_parquet<W: std::io::Write + Send>(
+        &self,
+        sink: W,
+        path: &Path,
+        key: &str,
+        batch: &RecordBatch,
+        metadata: &[(String, String)],
+    ) -> Result<W, ContractError> {
+        let perr = |source| ContractError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut writer =
+            ArrowWriter::try_new(sink, batch.schema(), Some(self.props.clone())).map_err(perr)?;
+        writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
+        writer.append_key_value_metadata(KeyValue::new(
+            "kiln.key_column".into(),
+            self.key_column.clone(),
+        ));
+        for (k, v) in metadata {
+            writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
+        }
+        writer.write(batch).map_err(perr)?;
+        writer.into_inner().map_err(perr)
+    }
+
     fn encode(
         &self,
         file: File,
@@ -476,10 +565,6 @@ impl KeyFileWriter {
         batch: &RecordBatch,
         metadata: &[(String, String)],
     ) -> Result<File, ContractError> {
-        let perr = |source| ContractError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
         let aerr = |source| ContractError::Arrow {
             path: path.to_path_buf(),
             source,
@@ -488,24 +573,8 @@ impl KeyFileWriter {
             FileFormat::Parquet => {
                 // Buffered: the writer emits each page and footer part as its
                 // own small write, thousands of syscalls over a dataset.
-                let mut writer = ArrowWriter::try_new(
-                    BufWriter::with_capacity(256 * 1024, file),
-                    batch.schema(),
-                    Some(self.props.clone()),
-                )
-                .map_err(perr)?;
-                writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
-                writer.append_key_value_metadata(KeyValue::new(
-                    "kiln.key_column".into(),
-                    self.key_column.clone(),
-                ));
-                for (k, v) in metadata {
-                    writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
-                }
-                writer.write(batch).map_err(perr)?;
-                writer
-                    .into_inner()
-                    .map_err(perr)?
+                let sink = BufWriter::with_capacity(256 * 1024, file);
+                self.encode_parquet(sink, path, key, batch, metadata)?
                     .into_inner()
                     .map_err(|e| ContractError::io(path, e.into_error()))
             }
@@ -556,4 +625,45 @@ pub fn date_range(
         }
     };
     Some((values[0], values[1]))
+}
+
+#[cfg(test)]
+mod rewrite_tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::write_changed_pages;
+
+    #[test]
+    fn files_are_updated_in_place_and_links_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.parquet");
+        let old: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &old).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        // Same first pages, a changed tail, shorter.
+        let mut new = old[..15_000].to_vec();
+        new.extend_from_slice(b"tail");
+        write_changed_pages(&path, &new).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), new);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().ino(),
+            ino,
+            "updated in place"
+        );
+        // Longer again.
+        let longer: Vec<u8> = new.iter().chain(old.iter()).copied().collect();
+        write_changed_pages(&path, &longer).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), longer);
+
+        // A hard link to a published file: replaced, the other name intact.
+        let published = dir.path().join("published.parquet");
+        std::fs::hard_link(&path, &published).unwrap();
+        write_changed_pages(&path, b"new version").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new version");
+        assert_eq!(std::fs::read(&published).unwrap(), longer);
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), ino);
+        // A missing file is created.
+        write_changed_pages(&dir.path().join("n.parquet"), b"x").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("n.parquet")).unwrap(), b"x");
+    }
 }

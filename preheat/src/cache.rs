@@ -260,7 +260,55 @@ pub struct ManifestSpec {
     pub command: Vec<String>,
 }
 
+/// Where the previous version of a cache is kept between runs.
+pub fn spare_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "cache".into());
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    parent.join(format!(".{name}.kiln-spare"))
+}
+
+fn inode(path: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
+}
+
+/// Key file names of a directory (not the index, manifest or temp files).
+fn key_files(dir: &Path) -> Result<Vec<String>, PreheatError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| PreheatError::io(dir, e))? {
+        let entry = entry.map_err(|e| PreheatError::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if kiln_contracts::keys::is_contained_file_name(&name) && name.ends_with(".parquet") {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Make `to` a hard link to `from` unless it already is one.
+fn relink(from: &Path, to: &Path) -> Result<(), PreheatError> {
+    if inode(to).is_some() {
+        if inode(to) == inode(from) {
+            return Ok(());
+        }
+        std::fs::remove_file(to).map_err(|e| PreheatError::io(to, e))?;
+    }
+    std::fs::hard_link(from, to).map_err(|e| PreheatError::io(from, e))
+}
+
 /// The staging copy of a cache being updated.
+///
+/// It is the previous version of the cache (kept as `.DIR.kiln-spare` by the
+/// last publish) brought up to date with hard links, or a new directory of
+/// hard links when there is none. Files about to be rewritten keep their
+/// previous version there: the writers overwrite those in place, which on
+/// ext4 costs a fraction of creating new files and deleting old ones.
 pub struct Staging {
     out: PathBuf,
     dir: Option<StagingDir>,
@@ -276,7 +324,7 @@ impl Staging {
     pub fn begin(out: &Path, skip: &HashSet<String>) -> Result<Self, PreheatError> {
         // An empty directory made by the user is replaced like a cache.
         let published_before = out.exists();
-        let dir = Self::linked_copy(out, skip)?;
+        let dir = Self::copy_of(out, skip)?;
         let path = Arc::new(RwLock::new(dir.path().to_path_buf()));
         Ok(Self {
             out: out.to_path_buf(),
@@ -287,84 +335,90 @@ impl Staging {
         })
     }
 
-    /// A staging copy linking the key files of the published cache but
-    /// `skip` — including, at a checkpoint, files written just before it
-    /// whose outcome is still on its way.
-    fn linked_copy(out: &Path, skip: &HashSet<String>) -> Result<StagingDir, PreheatError> {
-        let dir = StagingDir::create(out)?;
-        if !out.exists() {
-            return Ok(dir);
+    fn copy_of(out: &Path, skip: &HashSet<String>) -> Result<StagingDir, PreheatError> {
+        let spare = spare_path(out);
+        if !out.is_dir() {
+            let _ = std::fs::remove_dir_all(&spare);
+            return Ok(StagingDir::create(out)?);
         }
-        for entry in std::fs::read_dir(out).map_err(|e| PreheatError::io(out, e))? {
-            let entry = entry.map_err(|e| PreheatError::io(out, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !kiln_contracts::keys::is_contained_file_name(&name)
-                || !name.ends_with(".parquet")
-                || skip.contains(&name)
-            {
-                continue;
+        let published = key_files(out)?;
+        let dir = if spare.is_dir() {
+            let dir = StagingDir::adopt(out, &spare)?;
+            let wanted: HashSet<&String> = published.iter().collect();
+            for name in key_files(dir.path())? {
+                if !wanted.contains(&name) {
+                    let p = dir.path().join(&name);
+                    std::fs::remove_file(&p).map_err(|e| PreheatError::io(&p, e))?;
+                }
             }
-            let from = entry.path();
-            std::fs::hard_link(&from, dir.path().join(&name))
-                .map_err(|e| PreheatError::io(&from, e))?;
+            dir
+        } else {
+            StagingDir::create(out)?
+        };
+        for name in &published {
+            if !skip.contains(name) {
+                relink(&out.join(name), &dir.path().join(name))?;
+            }
         }
         Ok(dir)
     }
 
-    /// Link the published file of every key the staging copy lacks (a
-    /// skipped file whose symbol turned out unchanged or failed).
-    fn fill_in(&self, keys: &BTreeMap<String, KeyState>) -> Result<(), PreheatError> {
+    /// Make every key's file that was not written by this run a link to
+    /// the published one (skipped files whose symbol turned out unchanged or
+    /// failed still hold an older version, or nothing).
+    fn fill_in(
+        &self,
+        keys: &BTreeMap<String, KeyState>,
+        written: &HashSet<String>,
+    ) -> Result<(), PreheatError> {
         let dir = self
             .dir
             .as_ref()
             .expect("staging present until the end")
             .path();
         for state in keys.values() {
-            let to = dir.join(&state.entry.file);
-            if to.exists() {
-                continue;
+            if !written.contains(&state.entry.file) {
+                relink(
+                    &self.out.join(&state.entry.file),
+                    &dir.join(&state.entry.file),
+                )?;
             }
-            let from = self.out.join(&state.entry.file);
-            std::fs::hard_link(&from, &to).map_err(|e| PreheatError::io(&from, e))?;
         }
         Ok(())
     }
 
     /// Remove files of the staging copy that no key points at (written for
-    /// a symbol that then failed). Only when no writer is running.
+    /// a symbol that then failed, or an older version's leftovers). Only
+    /// when no writer is running.
     pub fn prune(&self, keys: &BTreeMap<String, KeyState>) -> Result<(), PreheatError> {
         let dir = self
             .dir
             .as_ref()
             .expect("staging present until the end")
             .path();
-        let wanted: std::collections::HashSet<&str> =
-            keys.values().map(|s| s.entry.file.as_str()).collect();
-        for entry in std::fs::read_dir(dir).map_err(|e| PreheatError::io(dir, e))? {
-            let entry = entry.map_err(|e| PreheatError::io(dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if kiln_contracts::keys::is_contained_file_name(&name)
-                && !wanted.contains(name.as_str())
-            {
-                std::fs::remove_file(entry.path())
-                    .map_err(|e| PreheatError::io(entry.path(), e))?;
+        let wanted: HashSet<&str> = keys.values().map(|s| s.entry.file.as_str()).collect();
+        for name in key_files(dir)? {
+            if !wanted.contains(name.as_str()) {
+                let p = dir.join(&name);
+                std::fs::remove_file(&p).map_err(|e| PreheatError::io(&p, e))?;
             }
         }
         Ok(())
     }
 
-    /// Publish `keys` as the cache. With `keep_going` (the files still to
-    /// be rewritten), a new staging copy of the published cache takes this
-    /// one's place (a checkpoint).
+    /// Publish `keys` as the cache; `written` are the files this run wrote.
+    /// With `keep_going` (the files still to be rewritten), a new staging
+    /// copy of the published cache takes this one's place (a checkpoint).
     pub fn publish(
         &mut self,
         keys: &BTreeMap<String, KeyState>,
+        written: &HashSet<String>,
         spec: &ManifestSpec,
         keep_going: Option<&HashSet<String>>,
     ) -> Result<(), PreheatError> {
         let lock = self.path.clone();
         let mut path = lock.write().expect("staging lock");
-        self.publish_locked(&mut path, keys, spec, keep_going)
+        self.publish_locked(&mut path, keys, written, spec, keep_going)
     }
 
     /// [`Staging::publish`] for a caller already holding the staging lock
@@ -373,17 +427,18 @@ impl Staging {
         &mut self,
         path: &mut PathBuf,
         keys: &BTreeMap<String, KeyState>,
+        written: &HashSet<String>,
         spec: &ManifestSpec,
         keep_going: Option<&HashSet<String>>,
     ) -> Result<(), PreheatError> {
-        self.fill_in(keys)?;
+        self.fill_in(keys, written)?;
         let dir = self.dir.take().expect("staging present until the end");
         write_index_and_manifest(dir.path(), keys, spec)?;
-        dir.publish(self.published_before)?;
+        dir.publish_keeping(self.published_before, &spare_path(&self.out))?;
         self.published_before = true;
         self.publishes += 1;
         if let Some(skip) = keep_going {
-            let next = Self::linked_copy(&self.out, skip)?;
+            let next = Self::copy_of(&self.out, skip)?;
             *path = next.path().to_path_buf();
             self.dir = Some(next);
         }

@@ -263,6 +263,7 @@ fn fetch_and_publish(
         .filter_map(|(s, _)| keys.get(s).map(|k| k.entry.file.clone()))
         .collect();
     let mut staging = Staging::begin(&opts.out, &pending)?;
+    let mut written: HashSet<String> = HashSet::new();
     tracing::info!("staging copy ready");
     let fetched_at = now_us();
     let mut metadata = vec![
@@ -286,7 +287,8 @@ fn fetch_and_publish(
             columns::DATE,
             schema.date_type(),
             false,
-        ),
+        )
+        .with_file_reuse(),
         metadata,
         cached_nulls: keys
             .iter()
@@ -347,16 +349,18 @@ fn fetch_and_publish(
         drop(work_rx);
         let mut apply = |outcome: Outcome,
                          keys: &mut BTreeMap<String, KeyState>,
-                         pending: &mut HashSet<String>| {
+                         pending: &mut HashSet<String>,
+                         written: &mut HashSet<String>| {
             bar.inc(1);
-            pending.remove(&kiln_contracts::index::key_file_name(
-                outcome.symbol(),
-                FileFormat::Parquet,
-            ));
+            let file = kiln_contracts::index::key_file_name(outcome.symbol(), FileFormat::Parquet);
+            pending.remove(&file);
+            if matches!(outcome, Outcome::Written { .. }) {
+                written.insert(file);
+            }
             record(outcome, fetched_at, keys, summary)
         };
         for outcome in &done_rx {
-            changed += apply(outcome, keys, &mut pending);
+            changed += apply(outcome, keys, &mut pending, &mut written);
             if changed > 0 && last_publish.elapsed() >= opts.checkpoint {
                 // With the lock held no writer is between writing a file
                 // and sending its outcome: record every outcome sent so far,
@@ -364,9 +368,9 @@ fn fetch_and_publish(
                 let lock = staging.path.clone();
                 let mut path = lock.write().expect("staging lock");
                 for outcome in done_rx.try_iter() {
-                    apply(outcome, keys, &mut pending);
+                    changed += apply(outcome, keys, &mut pending, &mut written);
                 }
-                staging.publish_locked(&mut path, keys, spec, Some(&pending))?;
+                staging.publish_locked(&mut path, keys, &written, spec, Some(&pending))?;
                 tracing::info!(symbols = keys.len(), "checkpoint published");
                 last_publish = Instant::now();
                 changed = 0;
@@ -383,7 +387,7 @@ fn fetch_and_publish(
     result?;
     if changed > 0 || staging.publishes == 0 {
         staging.prune(keys)?;
-        staging.publish(keys, spec, None)?;
+        staging.publish(keys, &written, spec, None)?;
         tracing::info!("published");
     }
     summary.publishes = staging.publishes as u64;

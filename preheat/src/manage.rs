@@ -157,6 +157,7 @@ pub fn clear(out: &Path, symbols: &[String]) -> Result<Cleared, PreheatError> {
         std::fs::remove_dir(aside.path()).map_err(|e| PreheatError::io(aside.path(), e))?;
         std::fs::rename(out, aside.path()).map_err(|e| PreheatError::io(out, e))?;
         drop(aside); // removes the moved directory
+        let _ = std::fs::remove_dir_all(cache::spare_path(out));
         return Ok(Cleared {
             out: out.to_path_buf(),
             removed,
@@ -195,7 +196,8 @@ pub fn clear(out: &Path, symbols: &[String]) -> Result<Cleared, PreheatError> {
             .map(|s| kiln_contracts::index::key_file_name(s, kiln_contracts::FileFormat::Parquet))
             .collect();
         let mut staging = Staging::begin(out, &removed_files)?;
-        staging.publish(&keys, &spec, None)?;
+        staging.prune(&keys)?;
+        staging.publish(&keys, &Default::default(), &spec, None)?;
     }
     Ok(Cleared {
         out: out.to_path_buf(),

@@ -65,16 +65,6 @@ pub struct WriteContext {
     pub cached_nulls: HashMap<String, BTreeMap<String, u64>>,
 }
 
-/// The staging copy may hold a hard link to the published file: writing
-/// through it would change the published file too.
-fn remove_link(path: &std::path::Path) -> Result<(), String> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
-}
-
 /// Row groups a file may gather from nightly appends before it is rewritten
 /// as one: 16–31, spread by symbol so compactions do not all fall on one night.
 fn compaction_limit(symbol: &str) -> usize {
@@ -153,7 +143,7 @@ impl WriteContext {
             });
         }
         let nulls = null_counts(&merged);
-        let entry = self.store(&symbol, &merged, old_entry.is_some(), staging)?;
+        let entry = self.store(&symbol, &merged, staging)?;
         Ok(Outcome::Written {
             symbol,
             entry,
@@ -188,13 +178,13 @@ impl WriteContext {
         if keep == 0 || keep + 1 > compaction_limit(symbol) {
             return Ok(None);
         }
-        let kept_rows: u64 = groups[..keep].iter().map(|g| g.rows).sum();
         // Rows after the kept row groups (an overlap window): decoded.
         let rest = if keep < groups.len() {
-            let old = cached
-                .read_entry(entry, None)
+            let rest = footer
+                .read_from_row_group(keep)
                 .map_err(|e| format!("cannot read the cached file: {e}"))?;
-            old.slice(kept_rows as usize, old.num_rows() - kept_rows as usize)
+            RecordBatch::try_new(self.schema.arrow(), rest.columns().to_vec())
+                .map_err(|e| format!("the cached file does not match the cache's schema: {e}"))?
         } else {
             RecordBatch::new_empty(self.schema.arrow())
         };
@@ -219,8 +209,6 @@ impl WriteContext {
             *nulls.entry(column).or_default() += n;
         }
         nulls.retain(|_, n| *n > 0);
-        let file_path = staging.join(&entry.file);
-        remove_link(&file_path)?;
         let metadata = self.metadata_for(&tail, groups[keep - 1].max);
         let written = self
             .writer
@@ -276,15 +264,8 @@ impl WriteContext {
         &self,
         symbol: &str,
         batch: &RecordBatch,
-        linked: bool,
         staging: &Path,
     ) -> Result<IndexEntry, String> {
-        let file_name =
-            kiln_contracts::index::key_file_name(symbol, kiln_contracts::FileFormat::Parquet);
-        let path = staging.join(&file_name);
-        if linked {
-            remove_link(&path)?;
-        }
         let metadata = self.metadata_for(batch, 0);
         self.writer
             .write(staging, symbol, batch, &metadata)

@@ -160,6 +160,59 @@ fn incremental_refresh_after_new_days_equals_a_full_fetch() {
     let ds = KeyedDataset::open(&cache).unwrap();
     assert_eq!(ds.manifest().statistics.keys, 26);
     assert_no_leftovers(&cache);
+
+    // Two more nights: the previous version (kept as the spare) becomes the
+    // staging copy and its files are overwritten in place. The published
+    // cache must never change under a reader, and must equal a full fetch.
+    let spare = dir.path().join(".cache.kiln-spare");
+    assert!(spare.is_dir(), "the previous version is kept for reuse");
+    for night in 0..2 {
+        let published = cache_rows(&cache);
+        let day = after.trading_day(after.days - 1) + 3 + 7 * night;
+        let date = kiln_contracts::dates::format_date(day);
+        exec(
+            &url,
+            &format!(
+                "INSERT INTO `{table}` SELECT k.symbol, '{date}', k.open, k.high, k.low, k.close, \
+                 k.volume, k.amount, k.turnover, k.updated_at FROM `{table}` k JOIN \
+                 (SELECT symbol, MAX(trade_date) d FROM `{table}` GROUP BY symbol) m \
+                 ON k.symbol = m.symbol AND k.trade_date = m.d WHERE k.symbol <> '000002'"
+            ),
+        );
+        let snapshot: Vec<(std::path::PathBuf, Vec<u8>)> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        let summary = run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+        assert!(
+            summary["fetched_incremental"].as_u64().unwrap() > 0,
+            "{summary}"
+        );
+        assert_eq!(summary["unchanged"], 1, "000002 got no new day: {summary}");
+        // The files of the version published before are untouched: the
+        // run wrote into the older spare, then moved this one aside.
+        for (path, bytes) in &snapshot {
+            let moved = spare.join(path.file_name().unwrap());
+            assert_eq!(
+                &std::fs::read(&moved).unwrap(),
+                bytes,
+                "{}",
+                moved.display()
+            );
+        }
+        let fresh = dir.path().join(format!("fresh{night}"));
+        run_ok(&url, &table, &fresh, &[]);
+        let now = cache_rows(&cache);
+        assert_eq!(
+            now,
+            cache_rows(&fresh),
+            "night {night}: incremental == full"
+        );
+        assert_ne!(now, published);
+        assert_eq!(now["000002"], published["000002"]);
+        assert_no_leftovers(&cache);
+    }
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
 
