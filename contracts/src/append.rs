@@ -124,14 +124,14 @@ impl KeyFileWriter {
         let file_name = index::key_file_name(key, FileFormat::Parquet);
         let path = dir.join(&file_name);
         let kept = &old.metadata.row_groups()[..keep];
-        let first_kept = old
+        let kept_dates = old
             .row_group_dates(self.date_column())
-            .and_then(|d| d.first().map(|g| g.min));
+            .map(|d| d[..keep].to_vec())
+            .unwrap_or_default();
+        let first_kept = kept_dates.first().map(|g| g.min);
+        let last_kept = kept_dates.last().map(|g| g.max);
         let (tail_first, tail_last) = date_range(tail, self.date_column(), self.date_type())
             .map_or((None, None), |(a, b)| (Some(a), Some(b)));
-        let last_kept = old
-            .row_group_dates(self.date_column())
-            .and_then(|d| d[..keep].last().map(|g| g.max));
         let (Some(first_date), Some(last_date)) = (
             if keep > 0 { first_kept } else { tail_first },
             tail_last.or(last_kept),

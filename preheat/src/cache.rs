@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::PreheatError;
 use crate::plan::Cached;
 use crate::rows::format_date_value;
+use crate::summary::CacheTotals;
 
 pub const PRODUCER: &str = "kiln-preheat";
 /// Index column: when the source was last asked for the key (UTC).
@@ -54,7 +55,8 @@ pub struct Cache {
     pub keys: BTreeMap<String, KeyState>,
 }
 
-fn lock_path(out: &Path) -> PathBuf {
+/// `.NAME.SUFFIX` beside the cache directory `out`.
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
     let name = out
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -63,7 +65,31 @@ fn lock_path(out: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    parent.join(format!(".{name}.kiln-preheat.lock"))
+    parent.join(format!(".{name}.{suffix}"))
+}
+
+fn lock_path(out: &Path) -> PathBuf {
+    sibling(out, "kiln-preheat.lock")
+}
+
+/// Where a cache's manifest says its rows come from.
+pub fn identity_of(manifest: &Manifest) -> Option<Identity> {
+    manifest
+        .extra
+        .get("preheat")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
+/// Symbols, rows, bytes and date range of `keys`.
+pub fn totals(keys: &BTreeMap<String, KeyState>, date_type: ColumnType) -> CacheTotals {
+    let format = |v: i64| format_date_value(v, date_type);
+    CacheTotals {
+        symbols: keys.len() as u64,
+        rows: keys.values().map(|s| s.entry.rows).sum(),
+        bytes: keys.values().map(|s| s.entry.bytes).sum(),
+        first_date: keys.values().map(|s| s.entry.first_date).min().map(format),
+        last_date: keys.values().map(|s| s.entry.last_date).max().map(format),
+    }
 }
 
 /// Open an existing cache's dataset (checking it is one of ours), or `None`.
@@ -153,14 +179,7 @@ impl Cache {
         }
         let dataset = open_dataset(out)?;
         let (identity, keys) = match &dataset {
-            Some(ds) => {
-                let identity = ds
-                    .manifest()
-                    .extra
-                    .get("preheat")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok());
-                (identity, key_states(ds)?)
-            }
+            Some(ds) => (identity_of(ds.manifest()), key_states(ds)?),
             None => (None, BTreeMap::new()),
         };
         Ok(Self {
@@ -262,15 +281,7 @@ pub struct ManifestSpec {
 
 /// Where the previous version of a cache is kept between runs.
 pub fn spare_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "cache".into());
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    parent.join(format!(".{name}.kiln-spare"))
+    sibling(out, "kiln-spare")
 }
 
 fn inode(path: &Path) -> Option<u64> {
@@ -480,7 +491,7 @@ pub fn write_index_and_manifest(
             *null_counts.entry(c.clone()).or_default() += n;
         }
     }
-    let format = |v: i64| format_date_value(v, spec.date_type);
+    let totals = totals(keys, spec.date_type);
     let mut extra = serde_json::Map::new();
     extra.insert(
         "preheat".into(),
@@ -500,11 +511,11 @@ pub fn write_index_and_manifest(
         file_format: kiln_contracts::FileFormat::Parquet,
         columns: spec.columns.clone(),
         statistics: Statistics {
-            keys: keys.len() as u64,
-            rows: keys.values().map(|s| s.entry.rows).sum(),
-            bytes: keys.values().map(|s| s.entry.bytes).sum(),
-            first_date: keys.values().map(|s| s.entry.first_date).min().map(format),
-            last_date: keys.values().map(|s| s.entry.last_date).max().map(format),
+            keys: totals.symbols,
+            rows: totals.rows,
+            bytes: totals.bytes,
+            first_date: totals.first_date,
+            last_date: totals.last_date,
             null_counts,
         },
         extra,

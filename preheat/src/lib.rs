@@ -37,7 +37,7 @@ pub use crate::error::PreheatError;
 use crate::file_source::FileSource;
 use crate::mysql::{FetchStats, MysqlOptions, MysqlSource};
 use crate::plan::{Bounds, Decision, Fetch, Planner};
-use crate::summary::{CacheTotals, FailedSymbol, Summary};
+use crate::summary::{FailedSymbol, Summary};
 use crate::writer::{Outcome, WriteContext};
 
 /// Where the klines come from.
@@ -220,21 +220,7 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
     if let Source::Mysql(m) = source {
         (*m).disconnect();
     }
-    summary.cache = CacheTotals {
-        symbols: keys.len() as u64,
-        rows: keys.values().map(|s| s.entry.rows).sum(),
-        bytes: keys.values().map(|s| s.entry.bytes).sum(),
-        first_date: keys
-            .values()
-            .map(|s| s.entry.first_date)
-            .min()
-            .map(|v| rows::format_date_value(v, schema.date_type())),
-        last_date: keys
-            .values()
-            .map(|s| s.entry.last_date)
-            .max()
-            .map(|v| rows::format_date_value(v, schema.date_type())),
-    };
+    summary.cache = cache::totals(&keys, schema.date_type());
     summary.failed.sort_by(|a, b| a.symbol.cmp(&b.symbol));
     summary.missing.sort();
     summary.seconds = started.elapsed().as_secs_f64();

@@ -56,12 +56,9 @@ pub fn info(out: &Path, ttl: Duration, per_symbol: bool) -> Result<Info, Preheat
     let keys = cache::key_states(&ds)?;
     let manifest = ds.manifest();
     let date_type = manifest.date_type();
-    let identity: Option<cache::Identity> = manifest
-        .extra
-        .get("preheat")
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let identity = cache::identity_of(manifest);
     let now = chrono::Utc::now().timestamp_micros();
-    let stale = |s: &KeyState| (now - s.fetched_at_us) as u128 >= ttl.as_micros();
+    let stale = |s: &KeyState| !crate::plan::is_fresh(s.fetched_at_us, now, ttl);
     let symbols = per_symbol.then(|| {
         keys.values()
             .map(|s| SymbolInfo {
@@ -178,13 +175,9 @@ pub fn clear(out: &Path, symbols: &[String]) -> Result<Cleared, PreheatError> {
     }
     if !removed.is_empty() {
         let manifest = ds.manifest();
-        let identity = manifest
-            .extra
-            .get("preheat")
-            .and_then(|v| serde_json::from_value(v.clone()).ok())
-            .ok_or_else(|| {
-                PreheatError::cache(out, "the manifest does not say where the cache came from")
-            })?;
+        let identity = cache.identity.clone().ok_or_else(|| {
+            PreheatError::cache(out, "the manifest does not say where the cache came from")
+        })?;
         let spec = ManifestSpec {
             columns: manifest.columns.clone(),
             date_type: manifest.date_type(),

@@ -56,6 +56,13 @@ impl Bounds {
     }
 }
 
+/// Fetched less than `ttl` before `now_us` (a fetch time in the future, a
+/// clock set back, counts as stale).
+pub fn is_fresh(fetched_at_us: i64, now_us: i64, ttl: Duration) -> bool {
+    let age_us = now_us.saturating_sub(fetched_at_us);
+    age_us >= 0 && (age_us as u128) < ttl.as_micros()
+}
+
 /// Decides per symbol from the cache, the TTL and the flags.
 #[derive(Debug, Clone)]
 pub struct Planner {
@@ -75,8 +82,7 @@ impl Planner {
         if self.force {
             return Decision::Fetch(Fetch::Full);
         }
-        let age_us = self.now_us.saturating_sub(cached.fetched_at_us);
-        if age_us >= 0 && (age_us as u128) < self.ttl.as_micros() {
+        if is_fresh(cached.fetched_at_us, self.now_us, self.ttl) {
             return Decision::Fresh;
         }
         let overlap = i64::from(self.overlap_days);

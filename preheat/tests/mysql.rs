@@ -39,14 +39,8 @@ fn a_full_fetch_equals_the_table_with_types_and_nulls() {
     );
 
     let ds = KeyedDataset::open(&out).unwrap();
-    let types: Vec<String> = ds
-        .manifest()
-        .columns
-        .iter()
-        .map(|c| format!("{}:{}", c.name, c.column_type))
-        .collect();
     assert_eq!(
-        types,
+        column_types(&ds),
         [
             "symbol:string",
             "trade_date:date32",
@@ -491,14 +485,8 @@ fn datetime_dates_unsigned_and_text_columns_map_to_contract_types() {
         &[&base[..], &["--exclude", "blob_col"]].concat(),
     );
     let ds = KeyedDataset::open(&out).unwrap();
-    let types: Vec<String> = ds
-        .manifest()
-        .columns
-        .iter()
-        .map(|c| format!("{}:{}", c.name, c.column_type))
-        .collect();
     assert_eq!(
-        types,
+        column_types(&ds),
         [
             "symbol:string",
             "trade_date:timestamp_us",

@@ -190,6 +190,15 @@ pub fn cache_rows(dir: &Path) -> BTreeMap<String, Vec<Row>> {
     all
 }
 
+/// `name:type` of each column in the manifest.
+pub fn column_types(ds: &KeyedDataset) -> Vec<String> {
+    ds.manifest()
+        .columns
+        .iter()
+        .map(|c| format!("{}:{}", c.name, c.column_type))
+        .collect()
+}
+
 /// No staging copies, temp files or locks left beside or inside `dir`
 /// except the cache's own lock file.
 pub fn assert_no_leftovers(dir: &Path) {
