@@ -7,9 +7,9 @@ CARGO ?= cargo
 DEMO  ?= data/demo
 # Runs a command with libtorch where tch's build finds it (installs it once).
 LIBTORCH = scripts/with-libtorch.sh
-RELEASE_BINS = -p kiln-monitor -p kiln-preheat -p kiln-split -p kiln-testkit -p kiln-train
+RELEASE_BINS = -p kiln-featurize -p kiln-monitor -p kiln-preheat -p kiln-split -p kiln-testkit -p kiln-train
 
-.PHONY: all demo test lint fmt build python-env bench-split bench-train bench-monitor bench-preheat clean-demo
+.PHONY: all demo test lint fmt build python-env bench-split bench-train bench-monitor bench-preheat bench-featurize clean-demo
 
 all: build
 
@@ -18,7 +18,8 @@ build:
 
 ## demo: generate a small hydrology-like dataset, split it by key (under the
 ## memory watchdog), train an LSTM on it, evaluate and predict; then generate a
-## kline dump and preheat it into a per-symbol kline cache (kiln-preheat)
+## kline dump, preheat it into a per-symbol kline cache (kiln-preheat) and
+## compute technical indicators from that cache (kiln-featurize)
 demo: build
 	@mkdir -p $(DEMO)
 	./target/release/kiln-gen keyed --keys 200 --days 1095 --string-keys \
@@ -34,6 +35,8 @@ demo: build
 	./target/release/kiln-gen klines --symbols 300 --days 500 --out $(DEMO)/klines.csv
 	./target/release/kiln-preheat --source $(DEMO)/klines.csv --out $(DEMO)/cache/kline --force-refresh
 	./target/release/kiln-preheat info --out $(DEMO)/cache/kline
+	./target/release/kiln-featurize --input $(DEMO)/cache/kline --out $(DEMO)/cache/features
+	./target/release/kiln-featurize info --out $(DEMO)/cache/features
 	@echo
 	@echo "demo: keyed dataset in $(DEMO)/split ($$(ls $(DEMO)/split | wc -l) files);"
 	@echo "      index $(DEMO)/split/_index.parquet, manifest $(DEMO)/split/_dataset.json"
@@ -41,6 +44,7 @@ demo: build
 	@echo "      trained run in $(DEMO)/run: model.safetensors, metrics.csv, loss.png,"
 	@echo "      eval.csv (per key), predictions.parquet"
 	@echo "      kline cache (kiln-preheat from a dump): $(DEMO)/cache/kline"
+	@echo "      feature cache (kiln-featurize): $(DEMO)/cache/features"
 
 ## test: formatting, lints (warnings are errors), and every test of the workspace
 test: lint
@@ -64,6 +68,10 @@ bench-split: build python-env
 ## bench-preheat: kiln-preheat vs pandas read_sql, ConnectorX and a raw scan (MariaDB)
 bench-preheat: build python-env
 	bench/preheat/run.sh
+
+## bench-featurize: kiln-featurize vs a pandas rolling/ewm loop and TA-Lib + pandas
+bench-featurize: build python-env
+	bench/featurize/run.sh
 
 ## bench-monitor: kiln-monitor's CPU at 10 Hz and kill latency vs a psutil loop
 bench-monitor: python-env

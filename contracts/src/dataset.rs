@@ -361,6 +361,8 @@ pub struct KeyFileWriter {
     sync_queue: Option<crate::atomic::SyncQueue>,
     /// Update existing files in place (see [`write_changed_pages`]).
     reuse_files: bool,
+    /// Write new files with O_DIRECT (see [`crate::direct`]).
+    direct_io: bool,
 }
 
 /// Make `path` hold exactly `bytes`. An existing file with no other link is
@@ -437,6 +439,7 @@ impl KeyFileWriter {
             durable,
             sync_queue: None,
             reuse_files: false,
+            direct_io: false,
         }
     }
 
@@ -444,6 +447,13 @@ impl KeyFileWriter {
     /// of leaving it to a final sync of the whole directory.
     pub fn with_sync_queue(mut self, queue: crate::atomic::SyncQueue) -> Self {
         self.sync_queue = Some(queue);
+        self
+    }
+
+    /// Write each file with O_DIRECT, past the page cache (see
+    /// [`crate::direct`]). Parquet files in a staging directory only.
+    pub fn with_direct_io(mut self) -> Self {
+        self.direct_io = self.format == FileFormat::Parquet && !self.durable;
         self
     }
 
@@ -511,7 +521,16 @@ impl KeyFileWriter {
             let file = self.encode(out.take_file(), &path, key, batch, metadata)?;
             out.commit_file(file)?;
         } else {
-            let file = if self.reuse_files {
+            let file = if self.direct_io {
+                let buf = self.encode_parquet(
+                    crate::direct::AlignedBuf::default(),
+                    &path,
+                    key,
+                    batch,
+                    metadata,
+                )?;
+                crate::direct::write_file(&path, buf)?
+            } else if self.reuse_files {
                 let bytes = self.encode_parquet(Vec::new(), &path, key, batch, metadata)?;
                 write_changed_pages(&path, &bytes)?
             } else {

@@ -8,6 +8,8 @@
 //! * [`append`] — new rows at the end of a key file without re-encoding it.
 //! * [`atomic`] — temp + fsync + rename for files, and staging directories that
 //!   appear complete or not at all.
+//! * [`direct`] — writing whole files past the page cache (O_DIRECT).
+//! * [`owned`] — a stage's own output directory: owner, run lock, siblings.
 //! * [`types`] — the column types a keyed dataset may hold.
 //! * [`manifest`], [`index`], [`dataset`] — the keyed-dataset directory:
 //!   `_dataset.json`, `_index.parquet`, one file per key.
@@ -21,11 +23,13 @@ pub mod append;
 pub mod atomic;
 pub mod dataset;
 pub mod dates;
+pub mod direct;
 pub mod error;
 pub mod index;
 pub mod keys;
 pub mod manifest;
 pub mod mem;
+pub mod owned;
 pub mod types;
 
 pub use dataset::KeyedDataset;

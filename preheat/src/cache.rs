@@ -6,7 +6,7 @@
 //! a file that disagrees with the index.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -14,7 +14,8 @@ use arrow::array::{Array, ArrayRef, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, TimeUnit};
 use kiln_contracts::atomic::StagingDir;
 use kiln_contracts::manifest::{self, Column, Manifest, Producer, Statistics};
-use kiln_contracts::{index, ColumnType, ContractError, IndexEntry, KeyedDataset};
+use kiln_contracts::owned;
+use kiln_contracts::{index, ColumnType, IndexEntry, KeyedDataset};
 use serde::{Deserialize, Serialize};
 
 use crate::error::PreheatError;
@@ -55,23 +56,6 @@ pub struct Cache {
     pub keys: BTreeMap<String, KeyState>,
 }
 
-/// `.NAME.SUFFIX` beside the cache directory `out`.
-fn sibling(out: &Path, suffix: &str) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "cache".into());
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    parent.join(format!(".{name}.{suffix}"))
-}
-
-fn lock_path(out: &Path) -> PathBuf {
-    sibling(out, "kiln-preheat.lock")
-}
-
 /// Where a cache's manifest says its rows come from.
 pub fn identity_of(manifest: &Manifest) -> Option<Identity> {
     manifest
@@ -94,39 +78,7 @@ pub fn totals(keys: &BTreeMap<String, KeyState>, date_type: ColumnType) -> Cache
 
 /// Open an existing cache's dataset (checking it is one of ours), or `None`.
 pub fn open_dataset(out: &Path) -> Result<Option<KeyedDataset>, PreheatError> {
-    match std::fs::symlink_metadata(out) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(PreheatError::io(out, e)),
-        Ok(m) if !m.is_dir() => {
-            return Err(PreheatError::cache(out, "exists and is not a directory"));
-        }
-        Ok(_) => {}
-    }
-    match KeyedDataset::open(out) {
-        Ok(ds) if ds.manifest().producer.name == PRODUCER => Ok(Some(ds)),
-        Ok(ds) => Err(PreheatError::cache(
-            out,
-            format!(
-                "is a dataset made by {}, not a kiln-preheat cache; choose another --out",
-                ds.manifest().producer.name
-            ),
-        )),
-        Err(ContractError::NotADataset { .. }) => {
-            let empty = std::fs::read_dir(out)
-                .map_err(|e| PreheatError::io(out, e))?
-                .next()
-                .is_none();
-            if empty {
-                Ok(None)
-            } else {
-                Err(PreheatError::cache(
-                    out,
-                    "is a directory with other files, not a kiln-preheat cache; choose another --out",
-                ))
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
+    owned::open_owned(out, PRODUCER).map_err(|e| PreheatError::owned(out, e))
 }
 
 /// The per-key state from a dataset's index.
@@ -161,22 +113,7 @@ pub fn key_states(ds: &KeyedDataset) -> Result<BTreeMap<String, KeyState>, Prehe
 impl Cache {
     /// Lock `out` for this run and read what it holds.
     pub fn open(out: &Path) -> Result<Self, PreheatError> {
-        let lock_path = lock_path(out);
-        if let Some(parent) = lock_path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| PreheatError::io(parent, e))?;
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| PreheatError::io(&lock_path, e))?;
-        if lock.try_lock().is_err() {
-            return Err(PreheatError::cache(
-                out,
-                "another kiln-preheat run is updating this cache",
-            ));
-        }
+        let lock = owned::lock_for_run(out, PRODUCER).map_err(|e| PreheatError::owned(out, e))?;
         let dataset = open_dataset(out)?;
         let (identity, keys) = match &dataset {
             Some(ds) => (identity_of(ds.manifest()), key_states(ds)?),
@@ -281,7 +218,7 @@ pub struct ManifestSpec {
 
 /// Where the previous version of a cache is kept between runs.
 pub fn spare_path(out: &Path) -> PathBuf {
-    sibling(out, "kiln-spare")
+    owned::sibling(out, "kiln-spare")
 }
 
 fn inode(path: &Path) -> Option<u64> {

@@ -61,6 +61,14 @@ impl PreheatError {
         }
     }
 
+    /// The cache directory is not ours to use (or not now).
+    pub fn owned(path: &std::path::Path, e: kiln_contracts::owned::OwnedError) -> Self {
+        match e {
+            kiln_contracts::owned::OwnedError::Conflict(message) => Self::cache(path, message),
+            kiln_contracts::owned::OwnedError::Contract(c) => Self::Contract(c),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         match self {
             PreheatError::Usage(_) => exit::USAGE,

@@ -4,7 +4,6 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kiln_contracts::atomic::StagingDir;
 use kiln_contracts::mem::human_bytes;
 use serde::Serialize;
 
@@ -149,11 +148,7 @@ pub fn clear(out: &Path, symbols: &[String]) -> Result<Cleared, PreheatError> {
     };
     if symbols.is_empty() {
         let removed: Vec<String> = cache.keys.keys().cloned().collect();
-        // Moved aside in one rename first, so the cache vanishes whole.
-        let aside = StagingDir::create(out)?;
-        std::fs::remove_dir(aside.path()).map_err(|e| PreheatError::io(aside.path(), e))?;
-        std::fs::rename(out, aside.path()).map_err(|e| PreheatError::io(out, e))?;
-        drop(aside); // removes the moved directory
+        kiln_contracts::owned::remove_dataset(out)?;
         let _ = std::fs::remove_dir_all(cache::spare_path(out));
         return Ok(Cleared {
             out: out.to_path_buf(),

@@ -13,6 +13,7 @@
 
 pub mod dataset;
 pub mod keyed;
+pub mod kline_dataset;
 pub mod kline_mysql;
 pub mod klines;
 pub mod rng;

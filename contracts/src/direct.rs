@@ -1,0 +1,130 @@
+//! Writing a whole file with O_DIRECT, past the page cache.
+//!
+//! A stage that writes a large output which must be durable before it is
+//! published pays twice for buffered writes: a copy of every byte into the
+//! page cache (slow in virtual machines, where fresh page-cache memory is
+//! faulted in from the host), then the writeback. Encoded into an aligned
+//! buffer and written with O_DIRECT, the bytes go from the buffer to the
+//! device once (here: 1.2 GB/s against 360 MB/s buffered, `dd` with
+//! `oflag=direct` vs `conv=fsync`). The caller still makes the directory
+//! durable (the file's size and extents are metadata) before publishing.
+//!
+//! Filesystems without O_DIRECT (tmpfs, some network filesystems) get an
+//! ordinary buffered write.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use aligned_vec::{AVec, ConstAlign};
+
+use crate::error::{ContractError, IoContext};
+
+/// O_DIRECT's alignment for buffer address, file offset and length (the
+/// largest logical block size in use).
+const ALIGN: usize = 4096;
+
+/// An in-memory file body whose buffer is aligned for O_DIRECT.
+pub struct AlignedBuf(AVec<u8, ConstAlign<ALIGN>>);
+
+impl Default for AlignedBuf {
+    fn default() -> Self {
+        Self(AVec::with_capacity(ALIGN, 256 * 1024))
+    }
+}
+
+impl Write for AlignedBuf {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Make `path` hold `buf`'s bytes, written with O_DIRECT where the
+/// filesystem allows it. An existing file with no other link is rewritten
+/// in place (no inode to allocate, none to free: on ext4 both slow down
+/// for minutes after mass deletes); one with other links (a hard link to a
+/// published file) is replaced, never written through. Not fsynced: the
+/// caller syncs.
+pub fn write_file(path: &Path, mut buf: AlignedBuf) -> Result<File, ContractError> {
+    use std::os::unix::fs::MetadataExt;
+    let len = buf.0.len();
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.nlink() == 1 => {}
+        Ok(_) => std::fs::remove_file(path).at(path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ContractError::io(path, e)),
+    }
+    let direct = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path);
+    if let Ok(mut file) = direct {
+        // Whole blocks out, then the file cut to its real length.
+        buf.0.resize(len.div_ceil(ALIGN) * ALIGN, 0);
+        match file.write_all(&buf.0) {
+            Ok(()) => {
+                file.set_len(len as u64).at(path)?;
+                return Ok(file);
+            }
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
+            Err(e) => return Err(ContractError::io(path, e)),
+        }
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .at(path)?;
+    file.write_all(&buf.0[..len]).at(path)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_of_any_length_hold_exactly_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 4095, 4096, 4097, 200_001] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut buf = AlignedBuf::default();
+            buf.write_all(&bytes).unwrap();
+            let path = dir.path().join(format!("f{len}"));
+            std::fs::write(&path, b"an older, longer version of the file ...").unwrap();
+            write_file(&path, buf).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{len} bytes");
+        }
+    }
+
+    #[test]
+    fn files_are_rewritten_in_place_and_links_are_never_written_through() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.parquet");
+        std::fs::write(&path, vec![7u8; 10_000]).unwrap();
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let mut buf = AlignedBuf::default();
+        buf.write_all(b"shorter").unwrap();
+        write_file(&path, buf).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"shorter");
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino, "in place");
+
+        let published = dir.path().join("published.parquet");
+        std::fs::hard_link(&path, &published).unwrap();
+        let mut buf = AlignedBuf::default();
+        buf.write_all(b"next version").unwrap();
+        write_file(&path, buf).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"next version");
+        assert_eq!(std::fs::read(&published).unwrap(), b"shorter");
+    }
+}
