@@ -8,7 +8,9 @@ set -euo pipefail
 cache="${KILN_CACHE:-$HOME/.cache/kiln}"
 venv="$cache/venv"
 want="$(dirname "$0")/python-requirements-${1:-test}.txt"
-stamp="$venv/.kiln-$(sha256sum "$want" | cut -c1-16)"
+# The stamp covers the file and what it includes (-r), so a changed test
+# list also reaches a venv made for the benchmarks.
+stamp="$venv/.kiln-$(cat "$want" "$(dirname "$0")/python-requirements-test.txt" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   mkdir -p "$cache"
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
