@@ -102,6 +102,15 @@ pub fn format_date(days: i32) -> String {
 }
 
 /// ISO 8601 for microseconds since the epoch (`YYYY-MM-DDTHH:MM:SS[.ffffff]`).
+/// A value of a dataset's date column (days for `date32`, µs for
+/// `timestamp_us`), formatted as the manifest and messages show it.
+pub fn format_value(value: i64, date_type: crate::ColumnType) -> String {
+    match date_type {
+        crate::ColumnType::TimestampUs => format_timestamp_us(value),
+        _ => format_date(value as i32),
+    }
+}
+
 pub fn format_timestamp_us(us: i64) -> String {
     chrono::DateTime::from_timestamp_micros(us)
         .map(|dt| {

@@ -84,6 +84,20 @@ pub fn lock_for_run(dir: &Path, producer: &str) -> Result<File, OwnedError> {
     Ok(lock)
 }
 
+/// Make `to` a hard link to `from` unless it already is one (a staging
+/// copy taking a file it keeps from the published dataset).
+pub fn relink(from: &Path, to: &Path) -> Result<(), ContractError> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = |p: &Path| std::fs::symlink_metadata(p).ok().map(|m| m.ino());
+    if let Some(ino) = inode(to) {
+        if Some(ino) == inode(from) {
+            return Ok(());
+        }
+        std::fs::remove_file(to).at(to)?;
+    }
+    std::fs::hard_link(from, to).at(from)
+}
+
 /// Remove a whole dataset directory: renamed aside in one step first, so
 /// it vanishes whole, then deleted.
 pub fn remove_dataset(dir: &Path) -> Result<(), ContractError> {

@@ -213,10 +213,7 @@ pub fn write_index_and_manifest(
             *null_counts.entry(c.clone()).or_default() += n;
         }
     }
-    let format = |v: i64| match spec.date_type {
-        ColumnType::TimestampUs => kiln_contracts::dates::format_timestamp_us(v),
-        _ => kiln_contracts::dates::format_date(v as i32),
-    };
+    let format = |v: i64| kiln_contracts::dates::format_value(v, spec.date_type);
     let mut extra = serde_json::Map::new();
     extra.insert(
         "featurize".into(),
@@ -255,22 +252,10 @@ pub fn spare_path(out: &Path) -> PathBuf {
     owned::sibling(out, "kiln-spare")
 }
 
-fn inode(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
-}
-
 /// Make `dir/name` a hard link to `out/name` (a file this run keeps),
 /// replacing what the staging copy held under that name.
 pub fn link_kept(out: &Path, dir: &Path, name: &str) -> Result<(), FeaturizeError> {
-    let (from, to) = (out.join(name), dir.join(name));
-    if let Some(ino) = inode(&to) {
-        if Some(ino) == inode(&from) {
-            return Ok(());
-        }
-        std::fs::remove_file(&to).map_err(|e| FeaturizeError::io(&to, e))?;
-    }
-    std::fs::hard_link(&from, &to).map_err(|e| FeaturizeError::io(&from, e))
+    Ok(owned::relink(&out.join(name), &dir.join(name))?)
 }
 
 /// The staging directory of a run: the previous version of the cache (the

@@ -60,8 +60,6 @@ pub struct Resume {
 pub struct Computed {
     pub batch: RecordBatch,
     pub state: SavedState,
-    /// First row whose features were computed (0 for a full computation).
-    pub from: usize,
 }
 
 /// The output schema: the source's columns, then one float64 per feature.
@@ -109,7 +107,6 @@ pub fn compute(
     };
     let mut columns: Vec<ArrayRef> = k.batch.columns().to_vec();
     let mut name_at = 0;
-    let mut first_new = 0;
     for (i, kernel) in kernels.iter_mut().enumerate() {
         let width = kernel.width();
         let mut out = vec![vec![f64::NAN; len]; width];
@@ -119,7 +116,6 @@ pub fn compute(
                 return None;
             }
             let old_rows = r.features.num_rows().min(len);
-            first_new = old_rows;
             from = old_rows - kernel.lookahead().min(old_rows);
             for (c, col) in out.iter_mut().enumerate() {
                 let old = r.features.column_by_name(&names[name_at + c])?;
@@ -139,6 +135,5 @@ pub fn compute(
     Some(Computed {
         batch,
         state: SavedState::of(&kernels, len),
-        from: first_new,
     })
 }

@@ -184,7 +184,7 @@ impl Context<'_> {
             .as_ref()
             .and_then(|r| compute::compute(self.spec, &self.schema, &klines, Some(r)));
         let incremental = computed.is_some();
-        let Computed { batch, state, .. } = match computed {
+        let Computed { batch, state } = match computed {
             Some(c) => c,
             None => {
                 reason.get_or_insert("saved state unusable");

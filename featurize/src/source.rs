@@ -6,7 +6,7 @@ use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type, TimestampMicrosecondType};
 use arrow::row::{RowConverter, SortField};
-use kiln_contracts::dates::{format_date, format_timestamp_us};
+use kiln_contracts::dates::format_value;
 use kiln_contracts::{ColumnType, IndexEntry, KeyedDataset};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -79,10 +79,7 @@ pub fn load(
             .column_by_name(&manifest.date_column)
             .expect("read_entry checked the columns"),
     );
-    let show_date = |d: i64| match date_type {
-        ColumnType::TimestampUs => format_timestamp_us(d),
-        _ => format_date(d as i32),
-    };
+    let show_date = |d: i64| format_value(d, date_type);
     let at = |row: usize| {
         format!(
             "{}: row {} ({})",

@@ -221,11 +221,6 @@ pub fn spare_path(out: &Path) -> PathBuf {
     owned::sibling(out, "kiln-spare")
 }
 
-fn inode(path: &Path) -> Option<u64> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
-}
-
 /// Key file names of a directory (not the index, manifest or temp files).
 fn key_files(dir: &Path) -> Result<Vec<String>, PreheatError> {
     let mut names = Vec::new();
@@ -237,17 +232,6 @@ fn key_files(dir: &Path) -> Result<Vec<String>, PreheatError> {
         }
     }
     Ok(names)
-}
-
-/// Make `to` a hard link to `from` unless it already is one.
-fn relink(from: &Path, to: &Path) -> Result<(), PreheatError> {
-    if inode(to).is_some() {
-        if inode(to) == inode(from) {
-            return Ok(());
-        }
-        std::fs::remove_file(to).map_err(|e| PreheatError::io(to, e))?;
-    }
-    std::fs::hard_link(from, to).map_err(|e| PreheatError::io(from, e))
 }
 
 /// The staging copy of a cache being updated.
@@ -305,7 +289,7 @@ impl Staging {
         };
         for name in &published {
             if !skip.contains(name) {
-                relink(&out.join(name), &dir.path().join(name))?;
+                owned::relink(&out.join(name), &dir.path().join(name))?;
             }
         }
         Ok(dir)
@@ -326,7 +310,7 @@ impl Staging {
             .path();
         for state in keys.values() {
             if !written.contains(&state.entry.file) {
-                relink(
+                owned::relink(
                     &self.out.join(&state.entry.file),
                     &dir.join(&state.entry.file),
                 )?;

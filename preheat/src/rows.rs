@@ -195,10 +195,7 @@ pub fn filter_dates(batch: &RecordBatch, column: usize, keep: impl Fn(i64) -> bo
 
 /// A date value of the column's unit, for messages.
 pub fn format_date_value(value: i64, ty: ColumnType) -> String {
-    match ty {
-        ColumnType::TimestampUs => dates::format_timestamp_us(value),
-        _ => dates::format_date(value as i32),
-    }
+    dates::format_value(value, ty)
 }
 
 /// Null count of every column that has nulls.

@@ -250,10 +250,7 @@ fn resolve_duplicates<'r>(
         match kept.last() {
             Some(prev) if prev.date == r.date => match cfg.duplicates {
                 Duplicates::Error => {
-                    let when = match cfg.plan.date_type() {
-                        ColumnType::TimestampUs => dates::format_timestamp_us(r.date),
-                        _ => dates::format_date(r.date as i32),
-                    };
+                    let when = dates::format_value(r.date, cfg.plan.date_type());
                     return Err(SplitError::BadInput {
                         path: cfg.input.to_path_buf(),
                         line: r.seq,

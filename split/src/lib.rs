@@ -364,10 +364,7 @@ pub fn run(opts: &SplitOptions) -> Result<Summary, SplitError> {
 
     let mut entries = assembled.entries;
     let output_bytes: u64 = entries.iter().map(|e| e.bytes).sum();
-    let format_date = |v: i64| match plan.date_type() {
-        ColumnType::TimestampUs => dates::format_timestamp_us(v),
-        _ => dates::format_date(v as i32),
-    };
+    let format_date = |v: i64| dates::format_value(v, plan.date_type());
     let first_date = entries.iter().map(|e| e.first_date).min().map(format_date);
     let last_date = entries.iter().map(|e| e.last_date).max().map(format_date);
     let null_counts: BTreeMap<String, u64> = plan
