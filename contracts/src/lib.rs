@@ -27,6 +27,7 @@ pub mod direct;
 pub mod error;
 pub mod index;
 pub mod keys;
+pub mod logging;
 pub mod manifest;
 pub mod mem;
 pub mod owned;

@@ -9,21 +9,6 @@ use kiln_featurize::{manage, FeaturizeError};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
 fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
@@ -33,7 +18,7 @@ fn print_json(value: &impl serde::Serialize) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    kiln_contracts::logging::init(cli.verbose);
     let result: Result<u8, FeaturizeError> = match cli.command {
         Some(Command::Info(a)) => manage::info(&a.out, a.ttl.0, a.per_symbol).map(|info| {
             if a.json {

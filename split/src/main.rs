@@ -11,24 +11,9 @@ use kiln_split::error::exit;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.verbose);
+    kiln_contracts::logging::init(args.verbose);
     let (json, quiet) = (args.json, args.quiet);
     let command: Vec<String> = std::env::args().collect();
     let result = args

@@ -6,21 +6,6 @@ use kiln_train::cli::{Cli, Command};
 use kiln_train::error::{exit, TrainError};
 use serde::Serialize;
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
-
 fn report<S: Serialize>(
     result: Result<S, TrainError>,
     human: impl Fn(&S) -> String,
@@ -49,7 +34,7 @@ fn report<S: Serialize>(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    kiln_contracts::logging::init(cli.verbose);
     let (json, quiet) = (cli.json, cli.quiet);
     let progress = std::io::stderr().is_terminal() && !quiet;
     match cli.command {
