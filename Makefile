@@ -7,44 +7,35 @@ CARGO ?= cargo
 DEMO  ?= data/demo
 # Runs a command with libtorch where tch's build finds it (installs it once).
 LIBTORCH = scripts/with-libtorch.sh
-RELEASE_BINS = -p kiln-featurize -p kiln-monitor -p kiln-preheat -p kiln-split -p kiln-testkit -p kiln-train
+RELEASE_BINS = -p kiln-featurize -p kiln-monitor -p kiln-pipeline -p kiln-preheat -p kiln-split -p kiln-testkit -p kiln-train
 
-.PHONY: all demo test lint fmt build python-env bench-split bench-train bench-monitor bench-preheat bench-featurize clean-demo
+.PHONY: all demo test lint fmt build python-env bench-split bench-train bench-monitor bench-preheat bench-featurize bench-pipeline clean-demo
 
 all: build
 
 build:
 	$(LIBTORCH) $(CARGO) build --release $(RELEASE_BINS)
 
-## demo: generate a small hydrology-like dataset, split it by key (under the
-## memory watchdog), train an LSTM on it, evaluate and predict; then generate a
-## kline dump, preheat it into a per-symbol kline cache (kiln-preheat) and
-## compute technical indicators from that cache (kiln-featurize)
+## demo: run pipelines/demo.yaml with kiln-pipeline: generate a small
+## hydrology-like dataset, split it by key, train an LSTM on it, evaluate and
+## predict; generate a kline dump, preheat it into a per-symbol cache
+## (kiln-preheat), compute indicators (kiln-featurize) and train on them.
+## Every stage runs under kiln-monitor; a second `make demo` skips them all.
 demo: build
-	@mkdir -p $(DEMO)
-	./target/release/kiln-gen keyed --keys 200 --days 1095 --string-keys \
-		--out $(DEMO)/daily.csv --attributes $(DEMO)/attributes.csv
-	./target/release/kiln-monitor run --limit 1GiB --log $(DEMO)/split-memory.jsonl -- \
-		./target/release/kiln-split $(DEMO)/daily.csv --key COMID --date date \
-		--out $(DEMO)/split --force
-	./target/release/kiln-monitor report $(DEMO)/split-memory.jsonl --png $(DEMO)/split-memory.png
-	./target/release/kiln-train fit $(DEMO)/split --config train/configs/demo.yaml \
-		--attributes $(DEMO)/attributes.csv --run $(DEMO)/run --force
-	./target/release/kiln-train eval $(DEMO)/run $(DEMO)/split --subset val
-	./target/release/kiln-train predict $(DEMO)/run $(DEMO)/split
-	./target/release/kiln-gen klines --symbols 300 --days 500 --out $(DEMO)/klines.csv
-	./target/release/kiln-preheat --source $(DEMO)/klines.csv --out $(DEMO)/cache/kline --force-refresh
+	KILN_DEMO_DATA=$(DEMO) ./target/release/kiln-pipeline run pipelines/demo.yaml
+	@log=$$(ls -t .kiln/demo/logs/*/split.memory.jsonl 2>/dev/null | head -1); \
+	if [ -n "$$log" ]; then ./target/release/kiln-monitor report "$$log" --png $(DEMO)/split-memory.png; fi
 	./target/release/kiln-preheat info --out $(DEMO)/cache/kline
-	./target/release/kiln-featurize --input $(DEMO)/cache/kline --out $(DEMO)/cache/features
 	./target/release/kiln-featurize info --out $(DEMO)/cache/features
 	@echo
 	@echo "demo: keyed dataset in $(DEMO)/split ($$(ls $(DEMO)/split | wc -l) files);"
 	@echo "      index $(DEMO)/split/_index.parquet, manifest $(DEMO)/split/_dataset.json"
 	@echo "      the split's memory over time: $(DEMO)/split-memory.png (kiln-monitor)"
-	@echo "      trained run in $(DEMO)/run: model.safetensors, metrics.csv, loss.png,"
-	@echo "      eval.csv (per key), predictions.parquet"
+	@echo "      trained run in $(DEMO)/run: model.safetensors, metrics.csv, loss.png;"
+	@echo "      $(DEMO)/eval.csv (per key), $(DEMO)/predictions.parquet"
 	@echo "      kline cache (kiln-preheat from a dump): $(DEMO)/cache/kline"
-	@echo "      feature cache (kiln-featurize): $(DEMO)/cache/features"
+	@echo "      feature cache (kiln-featurize): $(DEMO)/cache/features; model on it: $(DEMO)/kline-run"
+	@echo "      pipeline: kiln-pipeline status pipelines/demo.yaml; logs and run records in .kiln/demo/"
 
 ## test: formatting, lints (warnings are errors), and every test of the workspace
 test: lint
@@ -72,6 +63,10 @@ bench-preheat: build python-env
 ## bench-featurize: kiln-featurize vs a pandas rolling/ewm loop and TA-Lib + pandas
 bench-featurize: build python-env
 	bench/featurize/run.sh
+
+## bench-pipeline: kiln-pipeline's staleness check vs DVC and make on 5,000 files
+bench-pipeline: build
+	bench/pipeline/run.sh
 
 ## bench-monitor: kiln-monitor's CPU at 10 Hz and kill latency vs a psutil loop
 bench-monitor: python-env

@@ -142,11 +142,13 @@ pub fn check(
     if stage.always_run {
         return stale("always_run".into(), deps);
     }
-    if entry.cmd != stage.argv {
-        return stale("command changed".into(), deps);
-    }
+    // Params before the command: a param usually reaches the command
+    // through ${params.NAME}, and its name says more than "command changed".
     if let Some(keys) = changed_keys(&entry.params, &stage.params) {
         return stale(format!("params changed: {keys}"), deps);
+    }
+    if entry.cmd != stage.argv {
+        return stale(command_change(&entry.cmd, &stage.argv), deps);
     }
     if let Some(keys) = changed_keys(&entry.env, &env_hashes(&stage.env)) {
         return stale(format!("env changed: {keys}"), deps);
@@ -177,6 +179,21 @@ pub fn check(
         deps,
         outs,
     })
+}
+
+/// `command changed (word 5: "<upper.txt" was "<", …)`: where the two differ.
+fn command_change(old: &[String], new: &[String]) -> String {
+    let same = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let word = |w: Option<&String>| {
+        w.map(|w| format!("{w:?}"))
+            .unwrap_or_else(|| "nothing".into())
+    };
+    format!(
+        "command changed (word {}: {} was {})",
+        same + 1,
+        word(new.get(same)),
+        word(old.get(same))
+    )
 }
 
 fn changed_keys(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> Option<String> {

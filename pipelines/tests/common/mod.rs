@@ -12,7 +12,9 @@ use serde_json::Value;
 /// A built workspace binary (kiln-monitor, kiln-memhog, kiln-split, …):
 /// `cargo test --workspace` builds them all beside kiln-pipeline.
 pub fn sibling(name: &str) -> PathBuf {
-    let path = assert_cmd::cargo::cargo_bin(name);
+    // Test executables live in target/<profile>/deps/.
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(
         path.exists(),
         "{} is not built: run the workspace's tests (`cargo test --workspace`, as `make test` does)",
