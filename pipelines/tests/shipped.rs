@@ -166,3 +166,67 @@ fn hydro_manifest_runs_on_generated_data() {
         "{second}"
     );
 }
+
+/// The test server (README: MariaDB on 127.0.0.1:3306, root, database test).
+fn mysql_url() -> String {
+    std::env::var("KILN_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+#[test]
+fn nightly_manifest_runs_against_mariadb_and_the_next_night_reuses_what_held() {
+    stage_binaries();
+    let tmp = tempfile::tempdir().unwrap();
+    let table = format!("kiln_pipeline_nightly_{}", std::process::id());
+    let status = std::process::Command::new(sibling("kiln-gen"))
+        .args([
+            "klines",
+            "--symbols",
+            "5",
+            "--days",
+            "120",
+            "--replace",
+            "--mysql",
+        ])
+        .arg(mysql_url())
+        .args(["--table", &table])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "loading {table} into MariaDB at {} failed: the nightly test needs the server",
+        mysql_url()
+    );
+    let envs = [
+        ("KILN_MYSQL_URL", mysql_url()),
+        ("KILN_KLINE_TABLE", table.clone()),
+        ("KILN_CACHE", tmp.path().join("cache").display().to_string()),
+        ("KILN_RUNS", tmp.path().join("runs").display().to_string()),
+        (
+            "KILN_PIPELINE_STATE",
+            tmp.path().join("state").display().to_string(),
+        ),
+    ];
+    let nightly = manifest("nightly.yaml");
+    let (_, first) = run(&["run", nightly.to_str().unwrap()], &envs);
+    for name in ["preheat", "featurize", "train"] {
+        assert_eq!(status_of(&first, name), "ran", "{name}: {first}");
+    }
+    assert!(tmp.path().join("runs/nightly/model.safetensors").exists());
+    // The lock keeps a hash of the URL, never the URL.
+    let lock = std::fs::read_to_string(tmp.path().join("state/lock.json")).unwrap();
+    assert!(!lock.contains("mysql://"), "{lock}");
+
+    // The next night: preheat always runs (the database is outside the
+    // manifest's view); nothing new arrived, so what it feeds is skipped.
+    let (_, second) = run(&["run", nightly.to_str().unwrap()], &envs);
+    assert_eq!(status_of(&second, "preheat"), "ran");
+    assert_eq!(stage_of(&second, "preheat")["reason"], "always_run");
+    assert_eq!(status_of(&second, "featurize"), "skipped", "{second}");
+    assert_eq!(status_of(&second, "train"), "skipped", "{second}");
+
+    let _ = std::process::Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-u", "root", "test", "-e"])
+        .arg(format!("DROP TABLE IF EXISTS `{table}`"))
+        .status();
+}
