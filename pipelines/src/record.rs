@@ -175,18 +175,4 @@ pub fn prune(state_dir: &Path, keep: usize) {
     }
 }
 
-/// 1.5 GiB, 150.3 MiB, 812 KiB.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use kiln_contracts::mem::human_bytes;

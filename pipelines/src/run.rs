@@ -93,33 +93,20 @@ pub fn run(
     let id = record::new_run_id();
     let logs_dir = record::logs_dir(&state_dir, &id);
     std::fs::create_dir_all(&logs_dir).map_err(|e| PipelineError::io(&logs_dir, e))?;
-    let mut rec = RunRecord {
-        id,
-        pipeline: m.name.clone(),
-        manifest: m.file.display().to_string(),
-        workdir: m.workdir.display().to_string(),
-        started_at: record::now_rfc3339(),
-        finished_at: None,
-        duration_s: 0.0,
-        status: "running".into(),
-        exit_code: 0,
-        jobs: opts.jobs,
-        force: opts.force,
-        stages: m
-            .stages
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let status = if selected.contains(&i) {
-                    StageStatus::Pending
-                } else {
-                    StageStatus::NotSelected
-                };
-                StageRecord::new(&s.name, status)
-            })
-            .collect(),
-        fingerprints: Hashed::default(),
-    };
+    let stages = m
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let status = if selected.contains(&i) {
+                StageStatus::Pending
+            } else {
+                StageStatus::NotSelected
+            };
+            StageRecord::new(&s.name, status)
+        })
+        .collect();
+    let mut rec = new_record(p, opts, id, "running", stages);
     let record_path = rec.path(&state_dir);
     rec.save(&state_dir)?;
 
@@ -318,24 +305,34 @@ fn dry_run(
             _ => {}
         }
     }
-    let record = RunRecord {
-        id: "dry-run".into(),
-        pipeline: m.name.clone(),
-        manifest: m.file.display().to_string(),
-        workdir: m.workdir.display().to_string(),
-        started_at: record::now_rfc3339(),
-        finished_at: None,
-        duration_s: 0.0,
-        status: "dry_run".into(),
-        exit_code: 0,
-        jobs: opts.jobs,
-        force: opts.force,
-        stages,
-        fingerprints: Hashed::default(),
-    };
+    let record = new_record(p, opts, "dry-run".into(), "dry_run", stages);
     Ok(RunOutcome {
         record,
         exit_code: exit::OK,
         record_path: None,
     })
+}
+
+fn new_record(
+    p: &Pipeline,
+    opts: &RunOptions,
+    id: String,
+    status: &str,
+    stages: Vec<StageRecord>,
+) -> RunRecord {
+    RunRecord {
+        id,
+        pipeline: p.manifest.name.clone(),
+        manifest: p.manifest.file.display().to_string(),
+        workdir: p.manifest.workdir.display().to_string(),
+        started_at: record::now_rfc3339(),
+        finished_at: None,
+        duration_s: 0.0,
+        status: status.into(),
+        exit_code: 0,
+        jobs: opts.jobs,
+        force: opts.force,
+        stages,
+        fingerprints: Hashed::default(),
+    }
 }

@@ -13,18 +13,6 @@ fn manifest(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
 }
 
-fn stage_binaries() {
-    for stage in [
-        "kiln-gen",
-        "kiln-split",
-        "kiln-train",
-        "kiln-preheat",
-        "kiln-featurize",
-    ] {
-        sibling(stage);
-    }
-}
-
 fn run(args: &[&str], envs: &[(&str, String)]) -> (std::process::Output, serde_json::Value) {
     let mut cmd = assert_cmd::Command::cargo_bin("kiln-pipeline").unwrap();
     cmd.args(args).arg("--json");

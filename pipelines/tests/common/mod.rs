@@ -23,6 +23,19 @@ pub fn sibling(name: &str) -> PathBuf {
     path
 }
 
+/// Every stage binary the shipped manifests run.
+pub fn stage_binaries() {
+    for stage in [
+        "kiln-gen",
+        "kiln-split",
+        "kiln-train",
+        "kiln-preheat",
+        "kiln-featurize",
+    ] {
+        sibling(stage);
+    }
+}
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
