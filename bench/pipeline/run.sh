@@ -5,9 +5,10 @@
 # side in one run:
 #   noop        nothing changed since the last run
 #   touched     every kline file's mtime changed, same bytes (a restore from
-#               backup, a copy without -p, a checkout): only the bytes may
-#               decide, and the next check should be cheap again
-#   touched-2   the check after that
+#               backup, a copy without -p, a checkout — a few seconds before
+#               the check): only the bytes may decide
+#   touched-2   the check after that: cheap again?
+# Before each make, `make -q` says whether make would rerun featurize.
 # Each contender runs its own check-and-run command; the featurize it starts
 # (when it decides to) is part of its time.
 #
@@ -88,10 +89,16 @@ measure settle-kiln-pipeline "$kiln_run"
 for round in noop touched touched-2; do
   if [ "$round" = touched ]; then
     for who in kiln dvc make; do find "$work/$who/kline" -type f -exec touch {} +; done
+    sleep 2
   fi
   measure "$round-kiln-pipeline" "$kiln_run"
   kiln_said
   measure "$round-dvc-repro" "$dvc_run"
+  if make -q -C "$work/make" 2>/dev/null; then
+    echo "    make: up to date" | tee -a "$work/results.txt"
+  else
+    echo "    make: reruns featurize" | tee -a "$work/results.txt"
+  fi
   measure "$round-make" "$make_run"
 done
 echo "results: $work/results.txt"
