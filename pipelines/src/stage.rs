@@ -207,18 +207,22 @@ fn execute(
 /// of its log: what a person paged at night needs first.
 fn report_failure(sh: &Shared, rec: &StageRecord, log: &Path, what: &str) {
     let p = sh.pipeline;
-    let watchdog = if rec.stopped_by_watchdog {
+    let mut text = if rec.stopped_by_watchdog {
         format!(
-            "stopped by the memory watchdog (memory_limit {})",
-            rec.memory_limit.as_deref().unwrap_or("none")
+            "kiln-pipeline: stage '{}' failed: stopped by the memory watchdog (memory_limit {}){}",
+            rec.name,
+            rec.memory_limit.as_deref().unwrap_or("none"),
+            rec.watchdog_reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         )
     } else {
-        "not stopped by the memory watchdog".to_string()
+        format!(
+            "kiln-pipeline: stage '{}' failed: {what}; not stopped by the memory watchdog",
+            rec.name
+        )
     };
-    let mut text = format!(
-        "kiln-pipeline: stage '{}' failed: {what}; {watchdog}",
-        rec.name
-    );
     let tail = exec::tail(log, TAIL_LINES);
     text.push_str(&format!(
         "\n  last {} lines of {}:",
