@@ -157,8 +157,12 @@ impl Manifest {
         }
     }
 
-    pub fn stage(&self, name: &str) -> Option<&Stage> {
-        self.stages.iter().find(|s| s.name == name)
+    /// Whether some stage's out is, contains or lies inside `path`: a path
+    /// that may not exist before the run.
+    pub fn written_by_a_stage(&self, path: &Path) -> bool {
+        self.stages
+            .iter()
+            .any(|s| s.outs.iter().any(|o| crate::dag::overlaps(&o.abs, path)))
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::dag::{overlaps, Dag};
+use crate::dag::Dag;
 use crate::error::PipelineError;
 use crate::manifest::{Manifest, ManifestError, Problem};
 use crate::tools;
@@ -62,11 +62,7 @@ impl Pipeline {
         for &i in selected {
             let stage = &m.stages[i];
             for (d, dep) in stage.deps.iter().enumerate() {
-                let produced = m
-                    .stages
-                    .iter()
-                    .any(|s| s.outs.iter().any(|o| overlaps(&o.abs, &dep.abs)));
-                if !produced && !dep.abs.exists() {
+                if !m.written_by_a_stage(&dep.abs) && !dep.abs.exists() {
                     problems.push(m.problem(
                         &format!("stages.{}.deps[{d}]", stage.name),
                         format!(

@@ -27,22 +27,6 @@ pub enum StageStatus {
     WouldRun,
 }
 
-impl StageStatus {
-    pub fn word(self) -> &'static str {
-        match self {
-            StageStatus::Pending => "pending",
-            StageStatus::Running => "running",
-            StageStatus::NotSelected => "not selected",
-            StageStatus::Skipped => "up to date",
-            StageStatus::Ran => "ran",
-            StageStatus::Failed => "FAILED",
-            StageStatus::Blocked => "blocked",
-            StageStatus::Interrupted => "interrupted",
-            StageStatus::WouldRun => "would run",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageRecord {
     pub name: String,

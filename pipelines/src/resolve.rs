@@ -26,6 +26,12 @@ pub fn build(
         );
     }
     let env = |name: &str| std::env::var(name).ok();
+    // Every string goes through here: expanded, or its problem reported at `path`.
+    let expand_at = |path: &str, text: &str, lookup: &dyn Fn(&str) -> Option<String>| {
+        interp::expand(text, lookup)
+            .map_err(|e| report(path, e))
+            .ok()
+    };
 
     let mut vars: IndexMap<String, String> = IndexMap::new();
     for (name, value) in &raw.vars {
@@ -35,11 +41,8 @@ pub fn build(
             continue;
         }
         let lookup = |n: &str| vars.get(n).cloned().or_else(|| env(n));
-        match interp::expand(&value.text(), &lookup) {
-            Ok(v) => {
-                vars.insert(name.clone(), v);
-            }
-            Err(e) => report(&path, e),
+        if let Some(v) = expand_at(&path, &value.text(), &lookup) {
+            vars.insert(name.clone(), v);
         }
     }
     for (name, _) in overrides {
@@ -51,13 +54,7 @@ pub fn build(
         }
     }
     let lookup_vars = |n: &str| vars.get(n).cloned().or_else(|| env(n));
-    let expand = |path: &str, text: &str| match interp::expand(text, &lookup_vars) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            report(path, e);
-            None
-        }
-    };
+    let expand = |path: &str, text: &str| expand_at(path, text, &lookup_vars);
 
     let base = file
         .parent()
@@ -119,13 +116,7 @@ pub fn build(
                 .or_else(|| vars.get(n).cloned())
                 .or_else(|| env(n))
         };
-        let expand_stage = |path: String, text: &str| match interp::expand(text, &lookup) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                report(&path, e);
-                None
-            }
-        };
+        let expand_stage = |path: String, text: &str| expand_at(&path, text, &lookup);
         let argv: Vec<String> = match &rs.cmd {
             RawCmd::Line(line) => match shlex::split(line) {
                 Some(words) => words

@@ -269,7 +269,7 @@ fn dry_run(
     selected: &BTreeSet<usize>,
 ) -> Result<RunOutcome, PipelineError> {
     let m = &p.manifest;
-    let plan = status::plan(p, selected, opts.force)?;
+    let plan = status::plan(p, &Lock::load(&p.state_dir)?, selected, opts.force)?;
     let width = m.stages.iter().map(|s| s.name.len()).max().unwrap_or(0);
     let ui = Ui::new(opts.quiet, 0, width);
     ui.info(&format!(

@@ -15,11 +15,11 @@ use crate::pipeline::Pipeline;
 /// too (its deps are about to change).
 pub fn plan(
     p: &Pipeline,
+    lock: &Lock,
     selected: &BTreeSet<usize>,
     force: bool,
 ) -> Result<Vec<Option<Option<String>>>, PipelineError> {
     let m = &p.manifest;
-    let lock = Lock::load(&p.state_dir.clone())?;
     let counters = Hashing::default();
     let mut plan: Vec<Option<Option<String>>> = vec![None; m.stages.len()];
     for &i in &p.dag.order {
@@ -54,8 +54,8 @@ pub struct StageStatusLine {
 pub fn status(p: &Pipeline) -> Result<Vec<StageStatusLine>, PipelineError> {
     let m = &p.manifest;
     let all: BTreeSet<usize> = (0..m.stages.len()).collect();
-    let plan = plan(p, &all, false)?;
-    let lock = Lock::load(&p.state_dir.clone())?;
+    let lock = Lock::load(&p.state_dir)?;
+    let plan = plan(p, &lock, &all, false)?;
     Ok(p.dag
         .order
         .iter()

@@ -8,7 +8,6 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::dag::overlaps;
 use crate::manifest::{Manifest, Problem};
 
 fn is_executable(path: &Path) -> bool {
@@ -65,11 +64,7 @@ pub fn resolve_programs(m: &Manifest) -> Result<Vec<PathBuf>, Vec<Problem>> {
         let at = format!("stages.{}.cmd", stage.name);
         if program.contains('/') {
             let path = crate::manifest::normalize(&m.workdir.join(program));
-            let produced = m
-                .stages
-                .iter()
-                .any(|s| s.outs.iter().any(|o| overlaps(&o.abs, &path)));
-            if !produced && !is_executable(&path) {
+            if !m.written_by_a_stage(&path) && !is_executable(&path) {
                 let why = if path.exists() {
                     "is not an executable file"
                 } else {

@@ -138,15 +138,7 @@ fn every_problem_is_listed_not_just_the_first() {
 #[test]
 fn shipped_manifests_validate() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for stage in [
-        "kiln-gen",
-        "kiln-split",
-        "kiln-train",
-        "kiln-preheat",
-        "kiln-featurize",
-    ] {
-        sibling(stage);
-    }
+    stage_binaries();
     for name in ["demo.yaml", "hydro.yaml", "nightly.yaml"] {
         let mut cmd = assert_cmd::Command::cargo_bin("kiln-pipeline").unwrap();
         // graph checks the manifest, programs and graph, not the sources
