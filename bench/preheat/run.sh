@@ -56,14 +56,14 @@ done
 measure "pandas-read_sql-per-symbol" "$py" bench/preheat/pandas_preheat.py "$url" "$table" "$work/pandas"
 
 # Nightly: one new trading day for every symbol (a copy of its last row),
-# three nights in a row. The first refresh after a full preheat writes new
+# five nights in a row. The first refresh after a full preheat writes new
 # files; from the second on, the version before last (kept as the spare)
 # is updated in place — the steady state of a nightly job.
 last=$(sql "SELECT MAX(trade_date) FROM $table")
 added=()
 cleanup() { for d in "${added[@]}"; do sql "DELETE FROM $table WHERE trade_date = '$d'"; done; }
 trap cleanup EXIT
-for night in 1 2 3; do
+for night in $(seq 1 "${NIGHTS:-5}"); do
   next=$(sql "SELECT DATE_ADD('$last', INTERVAL IF(DAYOFWEEK('$last') = 6, 3, 1) DAY)")
   sql "INSERT INTO $table SELECT k.symbol, '$next', k.open, k.high, k.low, k.close, k.volume, k.amount, k.turnover, k.updated_at
        FROM $table k JOIN (SELECT symbol, MAX(trade_date) d FROM $table GROUP BY symbol) m
@@ -77,4 +77,8 @@ for night in 1 2 3; do
   measure "kiln-preheat-refresh-night-$night" ./target/release/kiln-preheat --url "$url" --table "$table" --out "$work/kiln-1" --ttl 0s --json -q
   grep -E '"(fetched_incremental|rows_fetched|files_written)"' "$work/kiln-preheat-refresh-night-$night.out" | tr -d ' ,' | tr '\n' ' '; echo
 done
+# Each night against the median full preheat.
+full=$(grep '^kiln-preheat-[0-9]' "$work/results.txt" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+grep '^kiln-preheat-refresh' "$work/results.txt" | awk -v full="$full" \
+  '{printf "%-34s %5.1f %% of the median full preheat (%.2f s)\n", $1, 100 * $2 / full, full}' | tee -a "$work/results.txt"
 echo "results: $work/results.txt"

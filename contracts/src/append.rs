@@ -1,24 +1,49 @@
-//! Rewriting a key file with new rows at its end without re-encoding the
-//! rows it keeps: the kept row groups' column chunks are copied as bytes
-//! (no decompression, no decoding), the new rows become one more row group.
-//! A nightly refresh that adds one day per key then costs a copy, not a
-//! re-encode, of the data.
+//! Key files that grow at their end (kiln-preheat's nightly refresh)
+//! without rewriting what they already hold.
+//!
+//! Layout: a *base* row group with a key's rows up to some date, then at
+//! most one small *tail* row group with the newest rows. The footer records
+//! the base group's byte range and its xxh3-64 hash under
+//! [`BASE_GROUP_KEY`]. A refresh reads a file from its end (footer and tail
+//! group, one read), decodes only the tail, and writes the base's bytes
+//! unchanged followed by the re-encoded tail. Where the file it writes over
+//! (the staging copy's older version of the same key) already holds the
+//! same base — same range, same hash — only the bytes after the base are
+//! written: a page or two instead of the whole file. Readers see ordinary
+//! parquet files.
 
-use std::io::BufWriter;
-use std::path::Path;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::arrow::ArrowWriter;
 use parquet::column::writer::ColumnCloseResult;
-use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
+use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
 
-use crate::atomic::AtomicFile;
-use crate::dataset::{date_range, KeyFileWriter};
+use crate::dataset::{date_range, write_changed_pages, KeyFileWriter};
 use crate::error::{ContractError, IoContext};
 use crate::index::{self, IndexEntry};
 use crate::FileFormat;
+
+/// Footer key recording the base row group: `4..END xxh3:HASH`.
+pub const BASE_GROUP_KEY: &str = "kiln.base_group";
+/// Parquet's leading magic; the first row group starts right after it.
+const MAGIC_LEN: u64 = 4;
+/// Bytes read from a file's end at once: its footer and a tail group.
+const TAIL_READ: u64 = 8 * 1024;
 
 /// Rows and date range of one row group of a key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,55 +53,209 @@ pub struct RowGroupDates {
     pub max: i64,
 }
 
-/// A key file read into memory with its footer parsed. Key files are
-/// small (one key's rows); one read beats the dozens of seeks and reads
-/// of copying column chunks from the file.
-pub struct KeyFileFooter {
-    path: std::path::PathBuf,
-    bytes: bytes::Bytes,
-    metadata: ParquetMetaData,
+/// Where a file's base row group lies (`MAGIC_LEN..end`) and the hash of
+/// its bytes: two files with equal `BaseGroup`s hold the same base bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaseGroup {
+    pub end: u64,
+    pub hash: u64,
 }
 
-impl KeyFileFooter {
+impl BaseGroup {
+    fn of(file_start: &[u8]) -> Self {
+        Self {
+            end: file_start.len() as u64,
+            hash: xxhash_rust::xxh3::xxh3_64(&file_start[MAGIC_LEN as usize..]),
+        }
+    }
+
+    /// The footer value, `4..END xxh3:HASH`.
+    pub fn encode(&self) -> String {
+        format!("{MAGIC_LEN}..{} xxh3:{:016x}", self.end, self.hash)
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let (range, hash) = text.split_once(" xxh3:")?;
+        let (start, end) = range.split_once("..")?;
+        if start.parse::<u64>().ok()? != MAGIC_LEN {
+            return None;
+        }
+        Some(Self {
+            end: end.parse().ok()?,
+            hash: u64::from_str_radix(hash, 16).ok()?,
+        })
+    }
+}
+
+/// A file read from its end: the last bytes held in memory, anything
+/// before them read on demand.
+#[derive(Clone)]
+struct TailReader {
+    file: Arc<File>,
+    len: u64,
+    tail_at: u64,
+    tail: Bytes,
+}
+
+impl TailReader {
+    fn new(file: File, want: u64) -> io::Result<Self> {
+        let len = file.metadata()?.len();
+        let tail_at = len.saturating_sub(want);
+        let mut tail = vec![0; (len - tail_at) as usize];
+        file.read_exact_at(&mut tail, tail_at)?;
+        Ok(Self {
+            file: Arc::new(file),
+            len,
+            tail_at,
+            tail: tail.into(),
+        })
+    }
+
+    fn bytes(&self, start: u64, length: usize) -> io::Result<Bytes> {
+        if start + length as u64 > self.len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        if start >= self.tail_at {
+            let at = (start - self.tail_at) as usize;
+            return Ok(self.tail.slice(at..at + length));
+        }
+        let mut buf = vec![0; length];
+        self.file.read_exact_at(&mut buf, start)?;
+        Ok(buf.into())
+    }
+}
+
+impl Length for TailReader {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+impl ChunkReader for TailReader {
+    type T = TailRead;
+
+    fn get_read(&self, start: u64) -> Result<TailRead, ParquetError> {
+        Ok(TailRead {
+            reader: self.clone(),
+            pos: start,
+        })
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        Ok(self.bytes(start, length)?)
+    }
+}
+
+/// A sequential read of a [`TailReader`].
+struct TailRead {
+    reader: TailReader,
+    pos: u64,
+}
+
+impl Read for TailRead {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = &self.reader;
+        let mut n = (buf.len() as u64).min(r.len.saturating_sub(self.pos)) as usize;
+        if self.pos >= r.tail_at {
+            let at = (self.pos - r.tail_at) as usize;
+            buf[..n].copy_from_slice(&r.tail[at..at + n]);
+        } else {
+            n = n.min((r.tail_at - self.pos) as usize);
+            r.file.read_exact_at(&mut buf[..n], self.pos)?;
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Stands in for a base group's bytes that are not rewritten: whatever it
+/// yields lands before the [`Suffix`] and is dropped.
+struct Unread(u64);
+
+impl Length for Unread {
+    fn len(&self) -> u64 {
+        self.0
+    }
+}
+
+impl ChunkReader for Unread {
+    type T = io::Take<io::Repeat>;
+
+    fn get_read(&self, start: u64) -> Result<Self::T, ParquetError> {
+        Ok(io::repeat(0).take(self.0.saturating_sub(start)))
+    }
+
+    fn get_bytes(&self, _start: u64, length: usize) -> Result<Bytes, ParquetError> {
+        Ok(vec![0; length].into())
+    }
+}
+
+/// A sink keeping the bytes of a file from offset `skip` on.
+struct Suffix {
+    skip: u64,
+    pos: u64,
+    bytes: Vec<u8>,
+}
+
+impl Suffix {
+    fn from(skip: u64) -> Self {
+        Self {
+            skip,
+            pos: 0,
+            bytes: Vec::new(),
+        }
+    }
+}
+
+impl Write for Suffix {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let end = self.pos + buf.len() as u64;
+        if end > self.skip {
+            let from = self.skip.saturating_sub(self.pos) as usize;
+            self.bytes.extend_from_slice(&buf[from..]);
+        }
+        self.pos = end;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Start and end of a row group's bytes, when its column chunks are
+/// contiguous.
+fn group_range(rg: &RowGroupMetaData) -> Option<(u64, u64)> {
+    let (mut start, mut end, mut total) = (u64::MAX, 0, 0);
+    for column in rg.columns() {
+        let (at, len) = column.byte_range();
+        start = start.min(at);
+        end = end.max(at + len);
+        total += len;
+    }
+    (rg.num_columns() > 0 && total == end - start).then_some((start, end))
+}
+
+/// A key file's footer (and tail group), read from its end.
+pub struct KeyFileTail {
+    path: PathBuf,
+    reader: TailReader,
+    metadata: Arc<ParquetMetaData>,
+}
+
+impl KeyFileTail {
     pub fn open(path: &Path) -> Result<Self, ContractError> {
-        let bytes = bytes::Bytes::from(std::fs::read(path).at(path)?);
+        let reader = TailReader::new(File::open(path).at(path)?, TAIL_READ).at(path)?;
         let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&bytes)
+            .parse_and_finish(&reader)
             .map_err(|source| ContractError::Parquet {
                 path: path.to_path_buf(),
                 source,
             })?;
         Ok(Self {
             path: path.to_path_buf(),
-            bytes,
-            metadata,
-        })
-    }
-
-    /// The rows of row groups `from..`, decoded, in the file's schema.
-    pub fn read_from_row_group(&self, from: usize) -> Result<RecordBatch, ContractError> {
-        let perr = |source| ContractError::Parquet {
-            path: self.path.clone(),
-            source,
-        };
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            self.bytes.clone(),
-        )
-        .map_err(perr)?
-        .with_row_groups((from..self.row_groups()).collect())
-        .build()
-        .map_err(perr)?;
-        let schema = arrow::array::RecordBatchReader::schema(&reader);
-        let batches =
-            reader
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|source| ContractError::Arrow {
-                    path: self.path.clone(),
-                    source,
-                })?;
-        arrow::compute::concat_batches(&schema, &batches).map_err(|source| ContractError::Arrow {
-            path: self.path.clone(),
-            source,
+            reader,
+            metadata: Arc::new(metadata),
         })
     }
 
@@ -84,8 +263,24 @@ impl KeyFileFooter {
         self.metadata.num_row_groups()
     }
 
+    /// The base group recorded in the footer, if it matches the first row
+    /// group (a file from another writer, or an older Kiln, has none).
+    pub fn base_group(&self) -> Option<BaseGroup> {
+        let base = self
+            .metadata
+            .file_metadata()
+            .key_value_metadata()?
+            .iter()
+            .find(|kv| kv.key == BASE_GROUP_KEY)?
+            .value
+            .as_deref()
+            .and_then(BaseGroup::parse)?;
+        let (start, end) = group_range(self.metadata.row_groups().first()?)?;
+        (start == MAGIC_LEN && end == base.end).then_some(base)
+    }
+
     /// Each row group's date range from the date column's statistics, or
-    /// `None` when a row group has none (a file from another writer).
+    /// `None` when a row group has none.
     pub fn row_group_dates(&self, date_column: &str) -> Option<Vec<RowGroupDates>> {
         let schema = self.metadata.file_metadata().schema_descr();
         let column = (0..schema.num_columns()).find(|&i| schema.column(i).name() == date_column)?;
@@ -106,93 +301,195 @@ impl KeyFileFooter {
             })
             .collect()
     }
+
+    /// The rows of row groups `groups`, decoded into `schema` (the file's
+    /// columns in order; names and types must match).
+    pub fn read_row_groups(
+        &self,
+        groups: Range<usize>,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, ContractError> {
+        let perr = |source| ContractError::Parquet {
+            path: self.path.clone(),
+            source,
+        };
+        let aerr = |source| ContractError::Arrow {
+            path: self.path.clone(),
+            source,
+        };
+        if groups.is_empty() {
+            return Ok(RecordBatch::new_empty(schema.clone()));
+        }
+        // The caller's schema, not the footer's encoded one (decoding that
+        // costs more than the few rows of a tail group).
+        let options = ArrowReaderOptions::new()
+            .with_skip_arrow_metadata(true)
+            .with_schema(schema.clone());
+        let meta = ArrowReaderMetadata::try_new(self.metadata.clone(), options).map_err(perr)?;
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), meta)
+            .with_row_groups(groups.collect())
+            .build()
+            .map_err(perr)?;
+        let mut batches = Vec::new();
+        for batch in reader {
+            let batch = batch.map_err(aerr)?;
+            batches.push(
+                RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).map_err(aerr)?,
+            );
+        }
+        arrow::compute::concat_batches(schema, &batches).map_err(aerr)
+    }
+}
+
+/// A file in a staging directory that may be updated in place (a regular
+/// file with no other link, never a hard link to a published file), and
+/// its length.
+fn reusable(path: &Path) -> Option<(File, u64)> {
+    let file = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+    let meta = file.metadata().ok()?;
+    (meta.is_file() && meta.nlink() == 1).then_some((file, meta.len()))
 }
 
 impl KeyFileWriter {
-    /// Write `key`'s file into `dir`: the first `keep` row groups of `old`
-    /// copied as they are, then `tail` (rows dated after them, in order)
-    /// as a new row group. `old` must hold the same schema. Parquet only.
-    pub fn write_appending(
+    /// Write `batch` (one key's rows, in date order) as `key`'s file in
+    /// `dir`: rows `..base_rows` (at least one) as the base group, the rest
+    /// as the tail group. For a private staging directory: an existing
+    /// file with no other link is updated in place (see
+    /// [`write_changed_pages`]), nothing is fsynced.
+    pub fn write_split(
         &self,
         dir: &Path,
         key: &str,
-        old: &KeyFileFooter,
-        keep: usize,
-        tail: &RecordBatch,
+        batch: &RecordBatch,
+        base_rows: usize,
         metadata: &[(String, String)],
-    ) -> Result<IndexEntry, ContractError> {
+    ) -> Result<(IndexEntry, BaseGroup), ContractError> {
         let file_name = index::key_file_name(key, FileFormat::Parquet);
         let path = dir.join(&file_name);
-        let kept = &old.metadata.row_groups()[..keep];
-        let kept_dates = old
-            .row_group_dates(self.date_column())
-            .map(|d| d[..keep].to_vec())
-            .unwrap_or_default();
-        let first_kept = kept_dates.first().map(|g| g.min);
-        let last_kept = kept_dates.last().map(|g| g.max);
-        let (tail_first, tail_last) = date_range(tail, self.date_column(), self.date_type())
-            .map_or((None, None), |(a, b)| (Some(a), Some(b)));
-        let (Some(first_date), Some(last_date)) = (
-            if keep > 0 { first_kept } else { tail_first },
-            tail_last.or(last_kept),
-        ) else {
-            return Err(ContractError::BadColumn {
-                path,
+        let (first_date, last_date) = date_range(batch, self.date_column(), self.date_type())
+            .ok_or_else(|| ContractError::BadColumn {
+                path: path.clone(),
                 column: self.date_column().to_owned(),
-                reason: "no rows to write, or no date statistics in the kept file".into(),
-            });
-        };
-
-        let encode = |sink| self.append_into(sink, &path, key, old, keep, tail, metadata);
-        if self.is_durable() {
-            let mut out = AtomicFile::create(&path)?;
-            let sink = BufWriter::with_capacity(256 * 1024, out.take_file());
-            let file = encode(sink)?
-                .into_inner()
-                .map_err(|e| ContractError::io(&path, e.into_error()))?;
-            out.commit_file(file)?;
-        } else if self.reuses_files() {
-            let bytes = self.append_into(Vec::new(), &path, key, old, keep, tail, metadata)?;
-            let file = crate::dataset::write_changed_pages(&path, &bytes)?;
-            self.finished(&path, file)?;
-        } else {
-            let sink =
-                BufWriter::with_capacity(256 * 1024, std::fs::File::create(&path).at(&path)?);
-            let file = encode(sink)?
-                .into_inner()
-                .map_err(|e| ContractError::io(&path, e.into_error()))?;
-            self.finished(&path, file)?;
-        }
-        let rows = kept.iter().map(|rg| rg.num_rows() as u64).sum::<u64>() + tail.num_rows() as u64;
-        let bytes = std::fs::metadata(&path).at(&path)?.len();
-        Ok(IndexEntry {
-            key: key.to_owned(),
-            file: file_name,
-            rows,
-            first_date,
-            last_date,
-            bytes,
-        })
-    }
-    /// The parquet bytes of [`KeyFileWriter::write_appending`], into `sink`.
-    #[allow(clippy::too_many_arguments)]
-    fn append_into<W: std::io::Write + Send>(
-        &self,
-        sink: W,
-        path: &Path,
-        key: &str,
-        old: &KeyFileFooter,
-        keep: usize,
-        tail: &RecordBatch,
-        metadata: &[(String, String)],
-    ) -> Result<W, ContractError> {
+                reason: "is empty or has nulls".into(),
+            })?;
         let perr = |source| ContractError::Parquet {
-            path: path.to_path_buf(),
+            path: path.clone(),
             source,
         };
-        let kept = &old.metadata.row_groups()[..keep];
-        let mut writer = ArrowWriter::try_new(sink, tail.schema(), Some(self.properties().clone()))
+        let base_rows = base_rows.clamp(1, batch.num_rows());
+        let mut writer = self
+            .arrow_writer(Suffix::from(0), &batch.schema())
             .map_err(perr)?;
+        self.describe(&mut writer, key, metadata);
+        writer.write(&batch.slice(0, base_rows)).map_err(perr)?;
+        writer.flush().map_err(perr)?;
+        writer.sync().at(&path)?;
+        let base = BaseGroup::of(&writer.inner().bytes);
+        writer.append_key_value_metadata(KeyValue::new(BASE_GROUP_KEY.into(), base.encode()));
+        if base_rows < batch.num_rows() {
+            writer
+                .write(&batch.slice(base_rows, batch.num_rows() - base_rows))
+                .map_err(perr)?;
+        }
+        let bytes = writer.into_inner().map_err(perr)?.bytes;
+        let file = write_changed_pages(&path, &bytes)?;
+        self.finished(&path, file)?;
+        let entry = IndexEntry {
+            key: key.to_owned(),
+            file: file_name,
+            rows: batch.num_rows() as u64,
+            first_date,
+            last_date,
+            bytes: bytes.len() as u64,
+        };
+        Ok((entry, base))
+    }
+
+    /// Write `key`'s file in `dir` as `old`'s base group (its bytes, not
+    /// decoded) followed by `tail` (rows dated after the base, in order) as
+    /// the tail group. `staged` is what the file already in `dir` (an
+    /// older version, e.g. in a reused staging copy) is known to hold: its
+    /// base group and length. When that base is `old`'s and the file still
+    /// has that length and no other link, only the bytes after the base are
+    /// written; otherwise the whole file. `old` must have a base group
+    /// ([`KeyFileTail::base_group`]) and the same schema.
+    pub fn write_after_base(
+        &self,
+        dir: &Path,
+        key: &str,
+        old: &KeyFileTail,
+        staged: Option<(BaseGroup, u64)>,
+        tail: &RecordBatch,
+        metadata: &[(String, String)],
+    ) -> Result<(IndexEntry, BaseGroup), ContractError> {
+        let file_name = index::key_file_name(key, FileFormat::Parquet);
+        let path = dir.join(&file_name);
+        let bad = |reason: &str| ContractError::BadFile {
+            path: old.path.clone(),
+            reason: reason.into(),
+        };
+        let base = old
+            .base_group()
+            .ok_or_else(|| bad("has no base row group"))?;
+        let base_dates = old
+            .row_group_dates(self.date_column())
+            .and_then(|d| d.first().copied())
+            .ok_or_else(|| bad("has no date statistics"))?;
+        let last_date = date_range(tail, self.date_column(), self.date_type())
+            .map_or(base_dates.max, |(_, last)| last);
+
+        let in_place = match staged {
+            Some((staged_base, staged_len)) if staged_base == base => {
+                reusable(&path).filter(|(_, len)| *len == staged_len)
+            }
+            _ => None,
+        };
+        let len = match in_place {
+            Some((file, staged_len)) => {
+                let suffix = self.encode_after_base(
+                    &path,
+                    key,
+                    old,
+                    base,
+                    tail,
+                    metadata,
+                    &Unread(base.end),
+                    base.end,
+                )?;
+                file.write_all_at(&suffix, base.end).at(&path)?;
+                let len = base.end + suffix.len() as u64;
+                if staged_len > len {
+                    file.set_len(len).at(&path)?;
+                }
+                self.finished(&path, file)?;
+                len
+            }
+            None => {
+                let bytes =
+                    self.encode_after_base(&path, key, old, base, tail, metadata, &old.reader, 0)?;
+                let file = write_changed_pages(&path, &bytes)?;
+                self.finished(&path, file)?;
+                bytes.len() as u64
+            }
+        };
+        let entry = IndexEntry {
+            key: key.to_owned(),
+            file: file_name,
+            rows: old.metadata.row_group(0).num_rows() as u64 + tail.num_rows() as u64,
+            first_date: base_dates.min,
+            last_date,
+            bytes: len,
+        };
+        Ok((entry, base))
+    }
+
+    /// Footer metadata every key file gets.
+    fn describe<W: Write + Send>(
+        &self,
+        writer: &mut ArrowWriter<W>,
+        key: &str,
+        metadata: &[(String, String)],
+    ) {
         writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
         writer.append_key_value_metadata(KeyValue::new(
             "kiln.key_column".into(),
@@ -201,24 +498,49 @@ impl KeyFileWriter {
         for (k, v) in metadata {
             writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
         }
+    }
+
+    /// The bytes of [`KeyFileWriter::write_after_base`]'s file from offset
+    /// `skip` on, copying the base's column chunks from `base_bytes` (which
+    /// may be [`Unread`] when `skip` is the base's end).
+    #[allow(clippy::too_many_arguments)]
+    fn encode_after_base<R: ChunkReader>(
+        &self,
+        path: &Path,
+        key: &str,
+        old: &KeyFileTail,
+        base: BaseGroup,
+        tail: &RecordBatch,
+        metadata: &[(String, String)],
+        base_bytes: &R,
+        skip: u64,
+    ) -> Result<Vec<u8>, ContractError> {
+        let perr = |source| ContractError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut writer = self
+            .arrow_writer(Suffix::from(skip), &tail.schema())
+            .map_err(perr)?;
+        self.describe(&mut writer, key, metadata);
+        writer.append_key_value_metadata(KeyValue::new(BASE_GROUP_KEY.into(), base.encode()));
         let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
-        for rg in kept {
-            let mut rg_writer = file_writer.next_row_group().map_err(perr)?;
-            for column in rg.columns() {
-                let close = ColumnCloseResult {
-                    bytes_written: column.compressed_size() as u64,
-                    rows_written: rg.num_rows() as u64,
-                    metadata: column.clone(),
-                    bloom_filter: None,
-                    column_index: None,
-                    offset_index: None,
-                };
-                rg_writer.append_column(&old.bytes, close).map_err(perr)?;
-            }
-            rg_writer.close().map_err(perr)?;
+        let rg = old.metadata.row_group(0);
+        let mut rg_writer = file_writer.next_row_group().map_err(perr)?;
+        for column in rg.columns() {
+            let close = ColumnCloseResult {
+                bytes_written: column.compressed_size() as u64,
+                rows_written: rg.num_rows() as u64,
+                metadata: column.clone(),
+                bloom_filter: None,
+                column_index: None,
+                offset_index: None,
+            };
+            rg_writer.append_column(base_bytes, close).map_err(perr)?;
         }
+        rg_writer.close().map_err(perr)?;
         if tail.num_rows() > 0 {
-            let mut columns = factory.create_column_writers(keep).map_err(perr)?;
+            let mut columns = factory.create_column_writers(1).map_err(perr)?;
             for ((field, array), column) in tail
                 .schema()
                 .fields()
@@ -240,24 +562,24 @@ impl KeyFileWriter {
             }
             rg_writer.close().map_err(perr)?;
         }
-        file_writer.into_inner().map_err(perr)
+        Ok(file_writer.into_inner().map_err(perr)?.bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
+    use std::fs::File;
+    use std::os::unix::fs::MetadataExt;
 
     use arrow::array::{Date32Array, Float64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
-
-    use std::fs::File;
 
     use super::*;
     use crate::dataset::Codec;
     use crate::types::ColumnType;
 
-    fn batch(days: std::ops::Range<i32>) -> RecordBatch {
+    /// Key "a", days `days`, x = day / 2 (+ `shift`), every 7th x null.
+    fn batch_with(days: Range<i32>, shift: f64) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
             Field::new("d", DataType::Date32, false),
@@ -270,16 +592,31 @@ mod tests {
                 Arc::new(StringArray::from(vec!["a"; n])),
                 Arc::new(Date32Array::from_iter_values(days.clone())),
                 Arc::new(Float64Array::from_iter(
-                    days.map(|d| (d % 7 != 0).then_some(f64::from(d) * 0.5)),
+                    days.map(|d| (d % 7 != 0).then_some(f64::from(d) * 0.5 + shift)),
                 )),
             ],
         )
         .unwrap()
     }
 
+    fn batch(days: Range<i32>) -> RecordBatch {
+        batch_with(days, 0.0)
+    }
+
+    fn writer(codec: Codec) -> KeyFileWriter {
+        KeyFileWriter::new(
+            FileFormat::Parquet,
+            codec,
+            "k",
+            "d",
+            ColumnType::Date32,
+            false,
+        )
+        .with_file_reuse()
+    }
+
     fn read_all(path: &Path) -> RecordBatch {
-        let file = File::open(path).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
             .unwrap()
             .build()
             .unwrap();
@@ -288,48 +625,38 @@ mod tests {
         arrow::compute::concat_batches(&schema, &batches).unwrap()
     }
 
+    fn dirs(names: &[&str]) -> (tempfile::TempDir, Vec<PathBuf>) {
+        let root = tempfile::tempdir().unwrap();
+        let dirs = names
+            .iter()
+            .map(|n| {
+                let d = root.path().join(n);
+                std::fs::create_dir_all(&d).unwrap();
+                d
+            })
+            .collect();
+        (root, dirs)
+    }
+
     #[test]
-    fn appended_files_equal_a_rewrite_and_keep_row_groups_as_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = KeyFileWriter::new(
-            FileFormat::Parquet,
-            Codec::Snappy,
-            "k",
-            "d",
-            ColumnType::Date32,
-            false,
-        );
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::create_dir_all(&a).unwrap();
-        std::fs::create_dir_all(&b).unwrap();
-        writer.write(&a, "a", &batch(0..100), &[]).unwrap();
-        // Append twice: 0..100 | 100..103 | 103..110.
-        let mut dir_in = a.clone();
-        for (i, days) in [(0, 100..103), (1, 103..110)] {
-            let out = dir.path().join(format!("step{i}"));
-            std::fs::create_dir_all(&out).unwrap();
-            let old = KeyFileFooter::open(&dir_in.join("a.parquet")).unwrap();
-            let keep = old.row_groups();
-            let entry = writer
-                .write_appending(
-                    &out,
-                    "a",
-                    &old,
-                    keep,
-                    &batch(days),
-                    &[("m".into(), "v".into())],
-                )
-                .unwrap();
-            assert_eq!(entry.first_date, 0);
-            dir_in = out;
-            assert_eq!(entry.rows, if i == 0 { 103 } else { 110 });
-        }
-        let appended = read_all(&dir_in.join("a.parquet"));
-        assert_eq!(appended, batch(0..110));
-        let footer = KeyFileFooter::open(&dir_in.join("a.parquet")).unwrap();
-        let dates = footer.row_group_dates("d").unwrap();
+    fn split_files_hold_every_row_and_record_their_base() {
+        let (_root, d) = dirs(&["a"]);
+        let w = writer(Codec::Snappy);
+        let (entry, base) = w.write_split(&d[0], "a", &batch(0..105), 100, &[]).unwrap();
         assert_eq!(
-            dates,
+            (entry.rows, entry.first_date, entry.last_date),
+            (105, 0, 104)
+        );
+        let path = d[0].join("a.parquet");
+        assert_eq!(read_all(&path), batch(0..105));
+        assert_eq!(entry.bytes, std::fs::metadata(&path).unwrap().len());
+        let tail = KeyFileTail::open(&path).unwrap();
+        assert_eq!(tail.row_groups(), 2);
+        assert_eq!(tail.base_group(), Some(base));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(base, BaseGroup::of(&bytes[..base.end as usize]));
+        assert_eq!(
+            tail.row_group_dates("d").unwrap(),
             [
                 RowGroupDates {
                     rows: 100,
@@ -337,22 +664,195 @@ mod tests {
                     max: 99
                 },
                 RowGroupDates {
-                    rows: 3,
+                    rows: 5,
                     min: 100,
-                    max: 102
-                },
-                RowGroupDates {
-                    rows: 7,
-                    min: 103,
-                    max: 109
+                    max: 104
                 },
             ]
         );
-        // Keep only the first row group: the tail replaces the rest.
-        let entry = writer
-            .write_appending(&b, "a", &footer, 1, &batch(100..105), &[])
+        let schema = batch(0..0).schema();
+        assert_eq!(
+            tail.read_row_groups(1..2, &schema).unwrap(),
+            batch(100..105)
+        );
+        assert_eq!(tail.read_row_groups(0..2, &schema).unwrap(), batch(0..105));
+        // All rows in the base: one row group.
+        w.write_split(&d[0], "a", &batch(0..105), 105, &[]).unwrap();
+        assert_eq!(KeyFileTail::open(&path).unwrap().row_groups(), 1);
+        // A file from the plain writer has no base group.
+        let plain = KeyFileWriter::new(
+            FileFormat::Parquet,
+            Codec::Snappy,
+            "k",
+            "d",
+            ColumnType::Date32,
+            false,
+        );
+        plain.write(&d[0], "a", &batch(0..10), &[]).unwrap();
+        assert_eq!(KeyFileTail::open(&path).unwrap().base_group(), None);
+    }
+
+    #[test]
+    fn a_file_over_an_older_version_with_the_same_base_gets_only_its_new_bytes() {
+        let (_root, d) = dirs(&["published", "staging", "fresh"]);
+        let w = writer(Codec::Snappy);
+        // Version 1 in the staging copy, version 2 published (one more day).
+        w.write_split(&d[1], "a", &batch(0..100), 100, &[]).unwrap();
+        let v1 = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
+        w.write_after_base(&d[0], "a", &v1, None, &batch(100..101), &[])
             .unwrap();
-        assert_eq!((entry.rows, entry.last_date), (105, 104));
-        assert_eq!(read_all(&b.join("a.parquet")), batch(0..105));
+        let v2_path = d[0].join("a.parquet");
+        let v2 = KeyFileTail::open(&v2_path).unwrap();
+        assert_eq!(v2.base_group(), v1.base_group());
+        assert_eq!(read_all(&v2_path), batch(0..101));
+
+        // Version 3 over version 1: in place, the base's bytes untouched.
+        let staged = d[1].join("a.parquet");
+        let before = std::fs::read(&staged).unwrap();
+        let inode = std::fs::metadata(&staged).unwrap().ino();
+        let tail = arrow::compute::concat_batches(
+            &batch(0..0).schema(),
+            &[batch(100..101), batch(101..103)],
+        )
+        .unwrap();
+        let v1_file = Some((v1.base_group().unwrap(), before.len() as u64));
+        let (entry, base) = w
+            .write_after_base(&d[1], "a", &v2, v1_file, &tail, &[])
+            .unwrap();
+        assert_eq!(Some(base), v2.base_group());
+        assert_eq!(
+            (entry.rows, entry.first_date, entry.last_date),
+            (103, 0, 102)
+        );
+        assert_eq!(read_all(&staged), batch(0..103));
+        assert_eq!(
+            std::fs::metadata(&staged).unwrap().ino(),
+            inode,
+            "updated in place"
+        );
+        let after = std::fs::read(&staged).unwrap();
+        let end = v2.base_group().unwrap().end as usize;
+        assert_eq!(after[..end], before[..end]);
+        assert_eq!(entry.bytes, after.len() as u64);
+        // The same file, written whole where there is no older version.
+        w.write_after_base(&d[2], "a", &v2, None, &tail, &[])
+            .unwrap();
+        assert_eq!(std::fs::read(d[2].join("a.parquet")).unwrap(), after);
+        // And shorter again (a tail replaced by fewer rows).
+        let v3_file = Some((base, entry.bytes));
+        w.write_after_base(&d[1], "a", &v2, v3_file, &batch(100..101), &[])
+            .unwrap();
+        assert_eq!(
+            std::fs::read(&staged).unwrap(),
+            std::fs::read(&v2_path).unwrap()
+        );
+    }
+
+    #[test]
+    fn only_the_bytes_after_a_known_base_are_written() {
+        let (_root, d) = dirs(&["published", "staging", "fresh"]);
+        let w = writer(Codec::Snappy);
+        let (e1, b1) = w.write_split(&d[1], "a", &batch(0..100), 100, &[]).unwrap();
+        let v1 = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
+        w.write_after_base(&d[0], "a", &v1, None, &batch(100..101), &[])
+            .unwrap();
+        let v2 = KeyFileTail::open(&d[0].join("a.parquet")).unwrap();
+        // Mark a byte inside the staged file's base: writing the whole file
+        // would put the right byte back.
+        let staged = d[1].join("a.parquet");
+        let mut marked = std::fs::read(&staged).unwrap();
+        marked[10] ^= 0xff;
+        std::fs::write(&staged, &marked).unwrap();
+        w.write_after_base(&d[1], "a", &v2, Some((b1, e1.bytes)), &batch(100..102), &[])
+            .unwrap();
+        w.write_after_base(&d[2], "a", &v2, None, &batch(100..102), &[])
+            .unwrap();
+        let (after, whole) = (
+            std::fs::read(&staged).unwrap(),
+            std::fs::read(d[2].join("a.parquet")).unwrap(),
+        );
+        assert_eq!(
+            after[..b1.end as usize],
+            marked[..b1.end as usize],
+            "base not written"
+        );
+        assert_eq!(after[b1.end as usize..], whole[b1.end as usize..]);
+        assert_eq!(after.len(), whole.len());
+    }
+
+    #[test]
+    fn an_older_version_whose_base_differs_only_in_its_bytes_is_rewritten_whole() {
+        let (_root, d) = dirs(&["published", "staging"]);
+        // Uncompressed: a revised value leaves every size and offset alike.
+        let w = writer(Codec::None);
+        w.write_split(&d[0], "a", &batch(0..100), 100, &[]).unwrap();
+        w.write_split(&d[1], "a", &batch_with(0..100, 0.25), 100, &[])
+            .unwrap();
+        let published = KeyFileTail::open(&d[0].join("a.parquet")).unwrap();
+        let staged = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
+        let (p, s) = (
+            published.base_group().unwrap(),
+            staged.base_group().unwrap(),
+        );
+        assert_eq!(p.end, s.end, "same layout");
+        assert_ne!(p.hash, s.hash);
+        let len = std::fs::metadata(d[1].join("a.parquet")).unwrap().len();
+        w.write_after_base(
+            &d[1],
+            "a",
+            &published,
+            Some((s, len)),
+            &batch(100..102),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..102));
+        // Told the staged file holds the same base, but it has another
+        // length than it was said to have: written whole as well.
+        w.write_split(&d[1], "a", &batch_with(0..100, 0.25), 100, &[])
+            .unwrap();
+        w.write_after_base(
+            &d[1],
+            "a",
+            &published,
+            Some((p, len + 1)),
+            &batch(100..102),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..102));
+    }
+
+    #[test]
+    fn a_hard_link_to_a_published_file_is_never_written_through() {
+        let (_root, d) = dirs(&["published", "staging"]);
+        let w = writer(Codec::Snappy);
+        let published = d[0].join("a.parquet");
+        w.write_split(&d[0], "a", &batch(0..100), 100, &[]).unwrap();
+        std::fs::hard_link(&published, d[1].join("a.parquet")).unwrap();
+        let before = std::fs::read(&published).unwrap();
+        let old = KeyFileTail::open(&published).unwrap();
+        let linked = Some((old.base_group().unwrap(), before.len() as u64));
+        w.write_after_base(&d[1], "a", &old, linked, &batch(100..101), &[])
+            .unwrap();
+        assert_eq!(std::fs::read(&published).unwrap(), before);
+        assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..101));
+    }
+
+    #[test]
+    fn files_longer_than_one_read_from_the_end_read_back_whole() {
+        let (_root, d) = dirs(&["a", "b"]);
+        let w = writer(Codec::None);
+        let days = 0..20_000;
+        w.write_split(&d[0], "a", &batch(days.clone()), 19_990, &[])
+            .unwrap();
+        let path = d[0].join("a.parquet");
+        assert!(std::fs::metadata(&path).unwrap().len() > 2 * TAIL_READ);
+        let old = KeyFileTail::open(&path).unwrap();
+        let schema = batch(0..0).schema();
+        assert_eq!(old.read_row_groups(0..2, &schema).unwrap(), batch(days));
+        w.write_after_base(&d[1], "a", &old, None, &batch(19_990..20_001), &[])
+            .unwrap();
+        assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..20_001));
     }
 }

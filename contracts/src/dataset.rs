@@ -14,7 +14,8 @@ use std::sync::Arc;
 use arrow::array::{Array, Date32Array, RecordBatch, RecordBatchReader, TimestampMicrosecondArray};
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::{ArrowWriter, ProjectionMask};
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -387,6 +388,10 @@ pub struct KeyFileWriter {
     reuse_files: bool,
     /// Write new files with O_DIRECT (see [`crate::direct`]).
     direct_io: bool,
+    /// Writer options with the parquet schema and the encoded arrow schema
+    /// already made, for the last schema written (a writer of thousands of
+    /// small files writes one schema).
+    prepared: Arc<std::sync::Mutex<Option<(SchemaRef, ArrowWriterOptions)>>>,
 }
 
 /// Make `path` hold exactly `bytes`. An existing file with no other link is
@@ -464,6 +469,7 @@ impl KeyFileWriter {
             sync_queue: None,
             reuse_files: false,
             direct_io: false,
+            prepared: Arc::default(),
         }
     }
 
@@ -489,16 +495,28 @@ impl KeyFileWriter {
         self
     }
 
-    pub(crate) fn reuses_files(&self) -> bool {
-        self.reuse_files
-    }
-
-    pub(crate) fn properties(&self) -> &WriterProperties {
-        &self.props
-    }
-
-    pub(crate) fn is_durable(&self) -> bool {
-        self.durable
+    /// An `ArrowWriter` for files of `schema` into `sink`.
+    pub(crate) fn arrow_writer<W: std::io::Write + Send>(
+        &self,
+        sink: W,
+        schema: &SchemaRef,
+    ) -> Result<ArrowWriter<W>, parquet::errors::ParquetError> {
+        let mut prepared = self.prepared.lock().expect("prepared options");
+        let options = match prepared.as_ref() {
+            Some((s, options)) if s == schema => options.clone(),
+            _ => {
+                let mut props = self.props.clone();
+                parquet::arrow::add_encoded_arrow_schema_to_metadata(schema, &mut props);
+                let options = ArrowWriterOptions::new()
+                    .with_properties(props)
+                    .with_skip_arrow_metadata(true)
+                    .with_parquet_schema(ArrowSchemaConverter::new().convert(schema)?);
+                *prepared = Some((schema.clone(), options.clone()));
+                options
+            }
+        };
+        drop(prepared);
+        ArrowWriter::try_new_with_options(sink, schema.clone(), options)
     }
 
     pub fn key_column(&self) -> &str {

@@ -10,8 +10,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{Array, ArrayRef, StringArray, TimestampMicrosecondArray};
+use arrow::array::{Array, ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, TimeUnit};
+use kiln_contracts::append::BaseGroup;
 use kiln_contracts::atomic::StagingDir;
 use kiln_contracts::manifest::{self, Column, Manifest, Producer, Statistics};
 use kiln_contracts::owned;
@@ -28,6 +29,9 @@ pub const PRODUCER: &str = "kiln-preheat";
 pub const FETCHED_AT: &str = "fetched_at";
 /// Index column: the key file's null count per column, as a JSON object.
 pub const NULL_COUNTS: &str = "null_counts";
+/// Index column: the key file's base row group (`kiln_contracts::append`),
+/// null for a file without one.
+pub const BASE_GROUP: &str = "base_group";
 
 /// Where a cache's rows come from; a run into an existing cache must match.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +49,7 @@ pub struct KeyState {
     pub entry: IndexEntry,
     pub fetched_at_us: i64,
     pub nulls: BTreeMap<String, u64>,
+    pub base: Option<BaseGroup>,
 }
 
 pub struct Cache {
@@ -91,6 +96,10 @@ pub fn key_states(ds: &KeyedDataset) -> Result<BTreeMap<String, KeyState>, Prehe
     let nulls = nulls
         .as_ref()
         .and_then(|a| a.as_any().downcast_ref::<StringArray>());
+    let bases = ds.index_column(BASE_GROUP)?;
+    let bases = bases
+        .as_ref()
+        .and_then(|a| a.as_any().downcast_ref::<StringArray>());
     let mut keys = BTreeMap::new();
     for (i, entry) in ds.entries().iter().enumerate() {
         let fetched_at_us = fetched.filter(|a| a.is_valid(i)).map_or(0, |a| a.value(i));
@@ -98,12 +107,16 @@ pub fn key_states(ds: &KeyedDataset) -> Result<BTreeMap<String, KeyState>, Prehe
             .filter(|a| a.is_valid(i))
             .and_then(|a| serde_json::from_str(a.value(i)).ok())
             .unwrap_or_default();
+        let base = bases
+            .filter(|a| a.is_valid(i))
+            .and_then(|a| BaseGroup::parse(a.value(i)));
         keys.insert(
             entry.key.clone(),
             KeyState {
                 entry: entry.clone(),
                 fetched_at_us,
                 nulls,
+                base,
             },
         );
     }
@@ -221,6 +234,32 @@ pub fn spare_path(out: &Path) -> PathBuf {
     owned::sibling(out, "kiln-spare")
 }
 
+/// What the index of a spare (a complete, published version of the cache)
+/// says about its files. Anything unreadable only means that files are
+/// written whole.
+fn spare_files_of(dir: &Path) -> SpareFiles {
+    let column = |name| index::read_index_column(dir, name).ok().flatten();
+    let (Some(files), Some(bytes), Some(bases)) =
+        (column("file"), column("bytes"), column(BASE_GROUP))
+    else {
+        return SpareFiles::new();
+    };
+    let (Some(files), Some(bytes), Some(bases)) = (
+        files.as_any().downcast_ref::<StringArray>(),
+        bytes.as_any().downcast_ref::<Int64Array>(),
+        bases.as_any().downcast_ref::<StringArray>(),
+    ) else {
+        return SpareFiles::new();
+    };
+    (0..files.len())
+        .filter(|&i| bases.is_valid(i))
+        .filter_map(|i| {
+            let base = BaseGroup::parse(bases.value(i))?;
+            Some((files.value(i).to_owned(), (base, bytes.value(i) as u64)))
+        })
+        .collect()
+}
+
 /// Key file names of a directory (not the index, manifest or temp files).
 fn key_files(dir: &Path) -> Result<Vec<String>, PreheatError> {
     let mut names = Vec::new();
@@ -234,6 +273,17 @@ fn key_files(dir: &Path) -> Result<Vec<String>, PreheatError> {
     Ok(names)
 }
 
+/// What a staging copy's own files (older versions kept from the spare)
+/// are known to hold, from the spare's index: base group and length, by
+/// file name. Writers use it to write only what follows a base.
+pub type SpareFiles = HashMap<String, (BaseGroup, u64)>;
+
+/// Where writers put files now; a checkpoint swaps it.
+pub struct StagingView {
+    pub dir: PathBuf,
+    pub spare: SpareFiles,
+}
+
 /// The staging copy of a cache being updated.
 ///
 /// It is the previous version of the cache (kept as `.DIR.kiln-spare` by the
@@ -245,7 +295,7 @@ pub struct Staging {
     out: PathBuf,
     dir: Option<StagingDir>,
     /// Shared with the writers, swapped at checkpoints.
-    pub path: Arc<RwLock<PathBuf>>,
+    pub view: Arc<RwLock<StagingView>>,
     published_before: bool,
     pub publishes: usize,
 }
@@ -256,26 +306,34 @@ impl Staging {
     pub fn begin(out: &Path, skip: &HashSet<String>) -> Result<Self, PreheatError> {
         // An empty directory made by the user is replaced like a cache.
         let published_before = out.exists();
-        let dir = Self::copy_of(out, skip)?;
-        let path = Arc::new(RwLock::new(dir.path().to_path_buf()));
+        let (dir, spare) = Self::copy_of(out, skip)?;
+        let view = Arc::new(RwLock::new(StagingView {
+            dir: dir.path().to_path_buf(),
+            spare,
+        }));
         Ok(Self {
             out: out.to_path_buf(),
             dir: Some(dir),
-            path,
+            view,
             published_before,
             publishes: 0,
         })
     }
 
-    fn copy_of(out: &Path, skip: &HashSet<String>) -> Result<StagingDir, PreheatError> {
+    fn copy_of(
+        out: &Path,
+        skip: &HashSet<String>,
+    ) -> Result<(StagingDir, SpareFiles), PreheatError> {
         let spare = spare_path(out);
         if !out.is_dir() {
             let _ = std::fs::remove_dir_all(&spare);
-            return Ok(StagingDir::create(out)?);
+            return Ok((StagingDir::create(out)?, SpareFiles::new()));
         }
         let published = key_files(out)?;
+        let mut spare_files = SpareFiles::new();
         let dir = if spare.is_dir() {
             let dir = StagingDir::adopt(out, &spare)?;
+            spare_files = spare_files_of(dir.path());
             let wanted: HashSet<&String> = published.iter().collect();
             for name in key_files(dir.path())? {
                 if !wanted.contains(&name) {
@@ -292,7 +350,7 @@ impl Staging {
                 owned::relink(&out.join(name), &dir.path().join(name))?;
             }
         }
-        Ok(dir)
+        Ok((dir, spare_files))
     }
 
     /// Make every key's file that was not written by this run a link to
@@ -348,30 +406,40 @@ impl Staging {
         spec: &ManifestSpec,
         keep_going: Option<&HashSet<String>>,
     ) -> Result<(), PreheatError> {
-        let lock = self.path.clone();
-        let mut path = lock.write().expect("staging lock");
-        self.publish_locked(&mut path, keys, written, spec, keep_going)
+        let lock = self.view.clone();
+        let mut view = lock.write().expect("staging lock");
+        self.publish_locked(&mut view, keys, written, spec, keep_going)
     }
 
     /// [`Staging::publish`] for a caller already holding the staging lock
     /// for writing.
     pub fn publish_locked(
         &mut self,
-        path: &mut PathBuf,
+        view: &mut StagingView,
         keys: &BTreeMap<String, KeyState>,
         written: &HashSet<String>,
         spec: &ManifestSpec,
         keep_going: Option<&HashSet<String>>,
     ) -> Result<(), PreheatError> {
+        let started = std::time::Instant::now();
         self.fill_in(keys, written)?;
         let dir = self.dir.take().expect("staging present until the end");
         write_index_and_manifest(dir.path(), keys, spec)?;
+        let indexed = started.elapsed();
         dir.publish_keeping(self.published_before, &spare_path(&self.out))?;
+        tracing::debug!(
+            index_ms = indexed.as_millis() as u64,
+            sync_and_swap_ms = (started.elapsed() - indexed).as_millis() as u64,
+            "publish"
+        );
         self.published_before = true;
         self.publishes += 1;
         if let Some(skip) = keep_going {
-            let next = Self::copy_of(&self.out, skip)?;
-            *path = next.path().to_path_buf();
+            let (next, spare) = Self::copy_of(&self.out, skip)?;
+            *view = StagingView {
+                dir: next.path().to_path_buf(),
+                spare,
+            };
             self.dir = Some(next);
         }
         Ok(())
@@ -394,6 +462,9 @@ pub fn write_index_and_manifest(
         Arc::new(StringArray::from_iter_values(keys.values().map(|s| {
             serde_json::to_string(&s.nulls).expect("a map serializes")
         })));
+    let bases: ArrayRef = Arc::new(StringArray::from_iter(
+        keys.values().map(|s| s.base.map(|b| b.encode())),
+    ));
     let extra = vec![
         (
             Field::new(
@@ -404,6 +475,7 @@ pub fn write_index_and_manifest(
             fetched,
         ),
         (Field::new(NULL_COUNTS, DataType::Utf8, false), nulls),
+        (Field::new(BASE_GROUP, DataType::Utf8, true), bases),
     ];
     index::write_index_with_extra(dir, &entries, spec.date_type, extra)?;
     let mut null_counts: BTreeMap<String, u64> = BTreeMap::new();

@@ -265,7 +265,7 @@ fn fetch_and_publish(
     let context = WriteContext {
         schema: schema.clone(),
         cached: cache.dataset.clone(),
-        staging: staging.path.clone(),
+        staging: staging.view.clone(),
         writer: KeyFileWriter::new(
             FileFormat::Parquet,
             opts.codec,
@@ -280,6 +280,7 @@ fn fetch_and_publish(
             .iter()
             .map(|(k, s)| (k.clone(), s.nulls.clone()))
             .collect(),
+        overlap_days: opts.overlap_days,
     };
     let total = tasks.len() as u64;
     let whole_table = opts.shape == Shape::Auto
@@ -351,12 +352,12 @@ fn fetch_and_publish(
                 // With the lock held no writer is between writing a file
                 // and sending its outcome: record every outcome sent so far,
                 // so each file in the copy is in the index being published.
-                let lock = staging.path.clone();
-                let mut path = lock.write().expect("staging lock");
+                let lock = staging.view.clone();
+                let mut view = lock.write().expect("staging lock");
                 for outcome in done_rx.try_iter() {
                     changed += apply(outcome, keys, &mut pending, &mut written);
                 }
-                staging.publish_locked(&mut path, keys, &written, spec, Some(&pending))?;
+                staging.publish_locked(&mut view, keys, &written, spec, Some(&pending))?;
                 tracing::info!(symbols = keys.len(), "checkpoint published");
                 last_publish = Instant::now();
                 changed = 0;
@@ -392,6 +393,7 @@ fn record(
             symbol,
             entry,
             nulls,
+            base,
             incremental,
             ..
         } => {
@@ -409,6 +411,7 @@ fn record(
                     entry,
                     fetched_at_us: fetched_at,
                     nulls,
+                    base,
                 },
             );
             1

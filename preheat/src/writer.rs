@@ -2,14 +2,15 @@
 //! incremental fetch over the cached rows, write into the staging copy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
-use kiln_contracts::append::KeyFileFooter;
+use kiln_contracts::append::{BaseGroup, KeyFileTail};
 use kiln_contracts::dataset::KeyFileWriter;
-use kiln_contracts::{IndexEntry, KeyedDataset};
+use kiln_contracts::{ColumnType, IndexEntry, KeyedDataset};
 
+use crate::cache::StagingView;
 use crate::columns::KlineSchema;
 use crate::group::{Group, Message};
 use crate::plan::Fetch;
@@ -22,6 +23,7 @@ pub enum Outcome {
         symbol: String,
         entry: IndexEntry,
         nulls: BTreeMap<String, u64>,
+        base: Option<BaseGroup>,
         rows_fetched: u64,
         incremental: bool,
     },
@@ -57,28 +59,34 @@ pub struct WriteContext {
     /// The cache as it was when the run started (read for merges).
     pub cached: Option<Arc<KeyedDataset>>,
     /// Where files go now; a checkpoint swaps it while holding it for write.
-    pub staging: Arc<RwLock<PathBuf>>,
+    pub staging: Arc<RwLock<StagingView>>,
     pub writer: KeyFileWriter,
     /// Footer metadata every file gets.
     pub metadata: Vec<(String, String)>,
     /// Null counts of the cached files (from the index).
     pub cached_nulls: HashMap<String, BTreeMap<String, u64>>,
+    /// `--overlap-days`: rows this recent go to a file's tail row group, so
+    /// the next refresh (which refetches them) keeps the base as bytes.
+    pub overlap_days: u32,
 }
 
-/// Row groups a file may gather from nightly appends before it is rewritten
-/// as one: 16–31, spread by symbol so compactions do not all fall on one night.
-fn compaction_limit(symbol: &str) -> usize {
+/// Rows a file's tail row group may gather from nightly refreshes before
+/// the file is rewritten as one base group: the overlap window plus 64–127
+/// (a quarter to half a year of trading days), spread by symbol so rewrites
+/// do not all fall on one night. Decoding a tail of that size costs little
+/// more than a tail of one row; a rewrite costs ten nights.
+fn tail_limit(symbol: &str, overlap_days: u32) -> usize {
     let spread = symbol
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    16 + (spread % 16) as usize
+    overlap_days as usize + 64 + (spread % 64) as usize
 }
 
 impl WriteContext {
     /// One message into `staging` (the caller holds the staging lock for
     /// reading until it has passed the outcome on: a checkpoint then never
     /// publishes a file whose outcome it has not recorded).
-    pub fn handle(&self, message: Message, staging: &Path) -> Outcome {
+    pub fn handle(&self, message: Message, staging: &StagingView) -> Outcome {
         match message {
             Message::Failed { symbol, error } => Outcome::Failed { symbol, error },
             Message::Group(group) => {
@@ -89,7 +97,7 @@ impl WriteContext {
         }
     }
 
-    fn write(&self, group: Group, staging: &Path) -> Result<Outcome, String> {
+    fn write(&self, group: Group, staging: &StagingView) -> Result<Outcome, String> {
         let Group {
             symbol,
             fetch,
@@ -143,51 +151,46 @@ impl WriteContext {
             });
         }
         let nulls = null_counts(&merged);
-        let entry = self.store(&symbol, &merged, staging)?;
+        let (entry, base) = self.store(&symbol, &merged, &staging.dir)?;
         Ok(Outcome::Written {
             symbol,
             entry,
             nulls,
+            base: Some(base),
             rows_fetched,
             incremental,
         })
     }
 
-    /// The incremental fast path: keep the cached file's leading row groups
-    /// that end on or before `after` as bytes, decode only what follows
-    /// them, and write the new rows as one more row group. `None` when the
-    /// file should be rewritten whole instead (no date statistics, nothing
-    /// to keep, or enough row groups that it is time to compact).
+    /// The incremental fast path: the cached file's base row group stays
+    /// bytes (it ends on or before `after`), its small tail group is
+    /// decoded, and the rows it keeps plus the new ones become the new tail
+    /// group. `None` when the file should be rewritten whole instead (no
+    /// base group, the overlap reaches into the base, or the tail has grown
+    /// long enough to fold into the base).
     fn append(
         &self,
         symbol: &str,
         entry: &IndexEntry,
         after: i64,
         batch: &RecordBatch,
-        staging: &Path,
+        staging: &StagingView,
     ) -> Result<Option<Outcome>, String> {
         let cached = self.cached.as_ref().expect("entry implies cache");
         let path = cached.path_of(entry);
-        let footer =
-            KeyFileFooter::open(&path).map_err(|e| format!("cannot read the cached file: {e}"))?;
+        let old =
+            KeyFileTail::open(&path).map_err(|e| format!("cannot read the cached file: {e}"))?;
         let date_name = &self.schema.columns[self.schema.date].name;
-        let Some(groups) = footer.row_group_dates(date_name) else {
+        let (Some(_), Some(groups)) = (old.base_group(), old.row_group_dates(date_name)) else {
             return Ok(None);
         };
-        let keep = groups.iter().take_while(|g| g.max <= after).count();
-        if keep == 0 || keep + 1 > compaction_limit(symbol) {
+        if groups[0].max > after {
             return Ok(None);
         }
-        // Rows after the kept row groups (an overlap window): decoded.
-        let rest = if keep < groups.len() {
-            let rest = footer
-                .read_from_row_group(keep)
-                .map_err(|e| format!("cannot read the cached file: {e}"))?;
-            RecordBatch::try_new(self.schema.arrow(), rest.columns().to_vec())
-                .map_err(|e| format!("the cached file does not match the cache's schema: {e}"))?
-        } else {
-            RecordBatch::new_empty(self.schema.arrow())
-        };
+        // The tail group (rows after the base), decoded.
+        let rest = old
+            .read_row_groups(1..groups.len(), &self.schema.arrow())
+            .map_err(|e| format!("cannot read the cached file: {e}"))?;
         let rest_kept = filter_dates(&rest, self.schema.date, |d| d <= after);
         let replaced = rest.slice(rest_kept.num_rows(), rest.num_rows() - rest_kept.num_rows());
         if replaced.columns() == batch.columns() {
@@ -198,8 +201,11 @@ impl WriteContext {
         }
         let tail = arrow::compute::concat_batches(&self.schema.arrow(), [&rest_kept, batch])
             .map_err(|e| e.to_string())?;
-        // Null counts without decoding the kept rows: the cache's count for
-        // the old file, less the decoded rows', plus the new tail's.
+        if tail.num_rows() > tail_limit(symbol, self.overlap_days) {
+            return Ok(None);
+        }
+        // Null counts without decoding the base: the cache's count for the
+        // old file, less the old tail's, plus the new tail's.
         let mut nulls = self.cached_nulls.get(symbol).cloned().unwrap_or_default();
         for (column, n) in null_counts(&rest) {
             let left = nulls.get(&column).copied().unwrap_or(0).saturating_sub(n);
@@ -209,15 +215,17 @@ impl WriteContext {
             *nulls.entry(column).or_default() += n;
         }
         nulls.retain(|_, n| *n > 0);
-        let metadata = self.metadata_for(&tail, groups[keep - 1].max);
-        let written = self
+        let metadata = self.metadata_for(&tail, groups[0].max);
+        let staged = staging.spare.get(&entry.file).copied();
+        let (written, base) = self
             .writer
-            .write_appending(staging, symbol, &footer, keep, &tail, &metadata)
+            .write_after_base(&staging.dir, symbol, &old, staged, &tail, &metadata)
             .map_err(|e| e.to_string())?;
         Ok(Some(Outcome::Written {
             symbol: symbol.to_owned(),
             entry: written,
             nulls,
+            base: Some(base),
             rows_fetched: batch.num_rows() as u64,
             incremental: true,
         }))
@@ -265,10 +273,23 @@ impl WriteContext {
         symbol: &str,
         batch: &RecordBatch,
         staging: &Path,
-    ) -> Result<IndexEntry, String> {
+    ) -> Result<(IndexEntry, BaseGroup), String> {
         let metadata = self.metadata_for(batch, 0);
+        // The overlap window goes to the tail group: the next refresh
+        // refetches it and keeps the base as bytes.
+        let dates = date_values(batch, self.schema.date);
+        let last = dates.last().copied().flatten().unwrap_or(i64::MIN);
+        let overlap = i64::from(self.overlap_days)
+            * match self.schema.date_type() {
+                ColumnType::TimestampUs => 86_400_000_000,
+                _ => 1,
+            };
+        let base_rows = dates
+            .iter()
+            .take_while(|d| d.is_some_and(|d| d <= last - overlap))
+            .count();
         self.writer
-            .write(staging, symbol, batch, &metadata)
+            .write_split(staging, symbol, batch, base_rows, &metadata)
             .map_err(|e| e.to_string())
     }
 }

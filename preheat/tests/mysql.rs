@@ -210,6 +210,152 @@ fn incremental_refresh_after_new_days_equals_a_full_fetch() {
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
 
+/// Insert the rows of `spec` dated in `days` (trading-day indices).
+fn insert_days(url: &str, table: &str, spec: &KlineSpec, days: std::ops::Range<usize>) {
+    let (from, to) = (spec.trading_day(days.start), spec.trading_day(days.end - 1));
+    let rows = (0..spec.symbols)
+        .flat_map(|i| spec.symbol_rows(i))
+        .filter(|k| k.trade_date >= from && k.trade_date <= to);
+    runtime().block_on(async {
+        let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
+        kline_mysql::insert_rows(&mut conn, table, rows, 500)
+            .await
+            .unwrap();
+    });
+}
+
+/// Row groups and base group of each cached file.
+fn layouts(
+    dir: &std::path::Path,
+) -> Vec<(String, usize, Option<kiln_contracts::append::BaseGroup>)> {
+    let ds = KeyedDataset::open(dir).unwrap();
+    ds.entries()
+        .iter()
+        .map(|e| {
+            let tail = kiln_contracts::append::KeyFileTail::open(&ds.path_of(e)).unwrap();
+            (e.key.clone(), tail.row_groups(), tail.base_group())
+        })
+        .collect()
+}
+
+#[test]
+fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
+    let (url, table) = (url(), table("nights"));
+    let all = spec(6, 220);
+    let first = 40;
+    load(
+        &url,
+        &table,
+        &KlineSpec {
+            days: first,
+            ..all.clone()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let spare = dir.path().join(".cache.kiln-spare");
+    run_ok(&url, &table, &cache, &[]);
+    for (symbol, groups, base) in layouts(&cache) {
+        assert_eq!(groups, 1, "{symbol}: one base group after a full fetch");
+        assert!(base.is_some(), "{symbol}");
+    }
+
+    // Ten nights of one new day each.
+    for night in 0..10 {
+        insert_days(&url, &table, &all, first + night..first + night + 1);
+        let published: Vec<(std::path::PathBuf, Vec<u8>)> = layouts(&cache)
+            .into_iter()
+            .map(|(s, _, _)| {
+                let p = cache.join(format!("{s}.parquet"));
+                (p.clone(), std::fs::read(&p).unwrap())
+            })
+            .collect();
+        let spare_inode = std::fs::metadata(spare.join("000001.parquet")).map(|m| m.ino());
+        let summary = run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+        assert_eq!(summary["failed"].as_array().unwrap().len(), 0, "{summary}");
+        for (symbol, groups, base) in layouts(&cache) {
+            assert!(groups <= 2, "night {night}, {symbol}: {groups} row groups");
+            let base = base.unwrap_or_else(|| panic!("night {night}, {symbol}: no base"));
+            // The base's bytes are the ones published before.
+            let (_, before) = published
+                .iter()
+                .find(|(p, _)| p.ends_with(format!("{symbol}.parquet")))
+                .unwrap();
+            let now = std::fs::read(cache.join(format!("{symbol}.parquet"))).unwrap();
+            let end = base.end as usize;
+            assert_eq!(
+                now[..end],
+                before[..end],
+                "night {night}, {symbol}: base kept"
+            );
+        }
+        // From the second night on, the spare (the version before last)
+        // was updated in place and published.
+        if let Ok(inode) = spare_inode {
+            let published = std::fs::metadata(cache.join("000001.parquet"))
+                .unwrap()
+                .ino();
+            assert_eq!(
+                published, inode,
+                "night {night}: the spare's file was reused"
+            );
+        }
+        assert_no_leftovers(&cache);
+    }
+    let full = |name: &str| {
+        let out = dir.path().join(name);
+        run_ok(&url, &table, &out, &[]);
+        cache_rows(&out)
+    };
+    assert_eq!(cache_rows(&cache), full("full-after-ten-nights"));
+
+    // Half a year at once: every tail would pass its limit, so each file
+    // is folded into one base group again.
+    insert_days(&url, &table, &all, first + 10..first + 160);
+    run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+    for (symbol, groups, base) in layouts(&cache) {
+        assert_eq!(groups, 1, "{symbol}: folded");
+        assert!(base.is_some());
+    }
+    assert_eq!(cache_rows(&cache), full("full-after-folding"));
+
+    // An overlap window reaching into the base: rewritten with the window
+    // in the tail group, then refreshed keeping the base, revisions inside
+    // the window arriving.
+    insert_days(&url, &table, &all, first + 160..first + 161);
+    run_ok(
+        &url,
+        &table,
+        &cache,
+        &["--ttl", "0s", "--overlap-days", "5"],
+    );
+    for (symbol, groups, _) in layouts(&cache) {
+        assert_eq!(groups, 2, "{symbol}: the overlap window in the tail");
+    }
+    let revised = kiln_contracts::dates::format_date(all.trading_day(first + 159));
+    exec(
+        &url,
+        &format!("UPDATE `{table}` SET close = close + 0.01 WHERE trade_date = '{revised}'"),
+    );
+    insert_days(&url, &table, &all, first + 161..first + 162);
+    let before = layouts(&cache);
+    run_ok(
+        &url,
+        &table,
+        &cache,
+        &["--ttl", "0s", "--overlap-days", "5"],
+    );
+    for ((symbol, groups, base), (_, _, old_base)) in layouts(&cache).into_iter().zip(before) {
+        assert_eq!(groups, 2, "{symbol}");
+        assert_eq!(
+            base, old_base,
+            "{symbol}: base kept under the overlap window"
+        );
+    }
+    assert_eq!(cache_rows(&cache), full("full-after-revision"));
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
 fn before_index(spec: &KlineSpec, symbol: &str) -> usize {
     (0..spec.symbols)
         .find(|&i| spec.symbol(i) == symbol)
