@@ -157,7 +157,17 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
     let cache = Cache::open(&opts.out)?;
     cache.check_identity(&identity, opts.force_refresh)?;
 
+    // A refresh of every symbol does not wait for the table's symbol list
+    // (a query that is slow for a while after a bulk load): the cached
+    // symbols are fetched at once while the list is read, and symbols new
+    // to the cache follow (see `fetch_and_publish`).
+    let list_later = opts.selection == Selection::All
+        && opts.limit.is_none()
+        && !opts.force_refresh
+        && !cache.keys.is_empty()
+        && matches!(source, Source::Mysql(_));
     let mut symbols = match &opts.selection {
+        Selection::All if list_later => cache.keys.keys().cloned().collect(),
         Selection::All => source.list_symbols()?,
         Selection::List(list) => {
             let mut list = list.clone();
@@ -185,12 +195,14 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
         selected: symbols.len() as u64,
         ..Summary::default()
     };
+    let mut fresh = Vec::new();
     for symbol in &symbols {
         match planner.decide(symbol) {
-            Decision::Fresh => summary.skipped_fresh += 1,
+            Decision::Fresh => fresh.push(symbol.clone()),
             Decision::Fetch(f) => tasks.push((symbol.clone(), f)),
         }
     }
+    summary.skipped_fresh = fresh.len() as u64;
     tracing::info!(
         selected = symbols.len(),
         to_fetch = tasks.len(),
@@ -205,17 +217,26 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
         command: opts.command.clone(),
     };
     let mut keys = cache.keys.clone();
-    if !tasks.is_empty() {
+    let listed = if !tasks.is_empty() || list_later {
         fetch_and_publish(
             opts,
             &source,
             &cache,
             tasks,
+            list_later,
             bounds,
             &spec,
             &mut keys,
             &mut summary,
-        )?;
+        )?
+    } else {
+        None
+    };
+    if let Some(listed) = listed {
+        // What the table holds is what was selected: cached symbols it no
+        // longer has were left as they are, like any unselected symbol.
+        summary.selected = listed.len() as u64;
+        summary.skipped_fresh = fresh.iter().filter(|s| listed.contains(*s)).count() as u64;
     }
     if let Source::Mysql(m) = source {
         (*m).disconnect();
@@ -230,17 +251,24 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
 
 /// Source thread → writer threads → this thread, which records outcomes
 /// and publishes the staging copy at checkpoints and at the end.
+///
+/// With `list_later`, `tasks` are the cached symbols and the table's symbol
+/// list is read meanwhile: its new symbols are fetched in full after the
+/// tasks, and outcomes wait until it is known, so that a cached symbol the
+/// table no longer has is left as it is (never counted, never rewritten).
+/// Returns that list.
 #[allow(clippy::too_many_arguments)]
 fn fetch_and_publish(
     opts: &PreheatOptions,
     source: &Source,
     cache: &Cache,
     tasks: Vec<(String, Fetch)>,
+    list_later: bool,
     bounds: Bounds,
     spec: &ManifestSpec,
     keys: &mut BTreeMap<String, KeyState>,
     summary: &mut Summary,
-) -> Result<(), PreheatError> {
+) -> Result<Option<HashSet<String>>, PreheatError> {
     let schema = source.schema();
     // Files of symbols about to be fetched are not linked into the staging
     // copy (most are rewritten); the rest are linked in before publishing.
@@ -305,13 +333,43 @@ fn fetch_and_publish(
     let bar = progress_bar(opts.progress, total);
     let mut last_publish = Instant::now();
     let mut changed = 0usize;
+    // The symbol list, when read during the run: list thread → fetch
+    // thread (which fetches its new symbols) → this thread.
+    let (list_tx, list_rx) = crossbeam_channel::bounded::<Result<Vec<String>, PreheatError>>(1);
+    let (listed_tx, listed_rx) =
+        crossbeam_channel::bounded::<Result<HashSet<String>, PreheatError>>(1);
+    let cached: HashSet<String> = keys.keys().cloned().collect();
+    let fetch_bar = bar.clone();
+    let mut listed: Option<HashSet<String>> = None;
     let result = std::thread::scope(|scope| -> Result<(), PreheatError> {
         let stats = &stats;
+        if list_later {
+            scope.spawn(move || {
+                let _ = list_tx.send(source.list_symbols());
+            });
+        }
         let fetching = scope.spawn(move || -> Result<u64, PreheatError> {
             let out = work_tx;
             match source {
                 Source::Mysql(m) => {
                     m.fetch(tasks, bounds, whole_table && m.jobs() == 1, &out, stats);
+                    if list_later {
+                        let listing = list_rx.recv().expect("the list thread sends once");
+                        let new: Vec<(String, Fetch)> = match &listing {
+                            Ok(all) => all
+                                .iter()
+                                .filter(|s| !cached.contains(*s))
+                                .map(|s| (s.clone(), Fetch::Full))
+                                .collect(),
+                            Err(_) => Vec::new(),
+                        };
+                        let _ = listed_tx.send(listing.map(|all| all.into_iter().collect()));
+                        if !new.is_empty() {
+                            fetch_bar.inc_length(new.len() as u64);
+                            tracing::info!(new = new.len(), "symbols new to the cache");
+                            m.fetch(new, bounds, false, &out, stats);
+                        }
+                    }
                     Ok(stats.rows.load(Ordering::Relaxed))
                 }
                 Source::File(f) => {
@@ -346,8 +404,27 @@ fn fetch_and_publish(
             }
             record(outcome, fetched_at, keys, summary)
         };
+        // Outcomes wait for the symbol list when it is read during the run.
+        let mut waiting: Vec<Outcome> = Vec::new();
         for outcome in &done_rx {
-            changed += apply(outcome, keys, &mut pending, &mut written);
+            let admitted = if !list_later {
+                vec![outcome]
+            } else if let Some(all) = &listed {
+                if all.contains(outcome.symbol()) {
+                    vec![outcome]
+                } else {
+                    Vec::new()
+                }
+            } else {
+                waiting.push(outcome);
+                match listed_rx.try_recv() {
+                    Ok(listing) => admit_waiting(listing, &mut waiting, &mut listed)?,
+                    Err(_) => continue,
+                }
+            };
+            for outcome in admitted {
+                changed += apply(outcome, keys, &mut pending, &mut written);
+            }
             if changed > 0 && last_publish.elapsed() >= opts.checkpoint {
                 // With the lock held no writer is between writing a file
                 // and sending its outcome: record every outcome sent so far,
@@ -361,6 +438,12 @@ fn fetch_and_publish(
                 tracing::info!(symbols = keys.len(), "checkpoint published");
                 last_publish = Instant::now();
                 changed = 0;
+            }
+        }
+        if list_later && listed.is_none() {
+            let listing = listed_rx.recv().expect("the fetch thread sends the list");
+            for outcome in admit_waiting(listing, &mut waiting, &mut listed)? {
+                changed += apply(outcome, keys, &mut pending, &mut written);
             }
         }
         let rows = fetching.join().expect("source thread panicked")?;
@@ -378,7 +461,23 @@ fn fetch_and_publish(
         tracing::info!("published");
     }
     summary.publishes = staging.publishes as u64;
-    Ok(())
+    Ok(listed)
+}
+
+/// The symbol list arrived: the waiting outcomes of symbols it has, in the
+/// order they came.
+fn admit_waiting(
+    listing: Result<HashSet<String>, PreheatError>,
+    waiting: &mut Vec<Outcome>,
+    listed: &mut Option<HashSet<String>>,
+) -> Result<Vec<Outcome>, PreheatError> {
+    let all = listing?;
+    let admitted = std::mem::take(waiting)
+        .into_iter()
+        .filter(|o| all.contains(o.symbol()))
+        .collect();
+    *listed = Some(all);
+    Ok(admitted)
 }
 
 /// Apply one outcome; returns 1 when the cache changed.

@@ -239,6 +239,58 @@ fn layouts(
 }
 
 #[test]
+fn a_symbol_gone_from_the_table_keeps_its_cached_file_and_new_ones_arrive() {
+    let (url, table) = (url(), table("gone"));
+    let all = spec(5, 40);
+    load(
+        &url,
+        &table,
+        &KlineSpec {
+            days: 30,
+            ..all.clone()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    run_ok(&url, &table, &cache, &[]);
+    let gone = all.symbol(2);
+    let file = cache.join(format!("{gone}.parquet"));
+    let before = std::fs::read(&file).unwrap();
+    // New days for the others, and a symbol the cache has never seen.
+    insert_days(&url, &table, &all, 30..32);
+    exec(
+        &url,
+        &format!("DELETE FROM `{table}` WHERE symbol = '{gone}'"),
+    );
+    exec(
+        &url,
+        &format!(
+            "INSERT INTO `{table}` SELECT 'NEW1', trade_date, open, high, low, close, volume, \
+             amount, turnover, updated_at FROM `{table}` WHERE symbol = '{}'",
+            all.symbol(0)
+        ),
+    );
+    // The symbols are listed while the cached ones are fetched; the
+    // overlap window would cut the gone symbol's last days were it fetched.
+    let summary = run_ok(
+        &url,
+        &table,
+        &cache,
+        &["--ttl", "0s", "--overlap-days", "5"],
+    );
+    assert_eq!(summary["selected"], 5, "{summary}");
+    assert_eq!(summary["fetched_incremental"], 4, "{summary}");
+    assert_eq!(summary["fetched_full"], 1, "NEW1: {summary}");
+    assert_eq!(summary["unchanged"], 0, "{summary}");
+    assert_eq!(std::fs::read(&file).unwrap(), before, "left as it was");
+    let rows = cache_rows(&cache);
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows["NEW1"], rows[&all.symbol(0)]);
+    assert_no_leftovers(&cache);
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
+#[test]
 fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
     let (url, table) = (url(), table("nights"));
     let all = spec(6, 220);
