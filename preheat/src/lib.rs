@@ -161,11 +161,24 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
     // (a query that is slow for a while after a bulk load): the cached
     // symbols are fetched at once while the list is read, and symbols new
     // to the cache follow (see `fetch_and_publish`).
+    let planner = Planner {
+        cached: cache.planner_view(),
+        now_us: now_us(),
+        ttl: opts.ttl,
+        force: opts.force_refresh,
+        overlap_days: opts.overlap_days,
+        date_type: schema.date_type(),
+    };
+    // Only when some cached symbol is due: with none, the list is all there
+    // is to wait for (and a run that changes nothing publishes nothing).
     let list_later = opts.selection == Selection::All
         && opts.limit.is_none()
         && !opts.force_refresh
-        && !cache.keys.is_empty()
-        && matches!(source, Source::Mysql(_));
+        && matches!(source, Source::Mysql(_))
+        && cache
+            .keys
+            .keys()
+            .any(|s| matches!(planner.decide(s), Decision::Fetch(_)));
     let mut symbols = match &opts.selection {
         Selection::All if list_later => cache.keys.keys().cloned().collect(),
         Selection::All => source.list_symbols()?,
@@ -179,14 +192,6 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
     if let Some(n) = opts.limit {
         symbols.truncate(n);
     }
-    let planner = Planner {
-        cached: cache.planner_view(),
-        now_us: now_us(),
-        ttl: opts.ttl,
-        force: opts.force_refresh,
-        overlap_days: opts.overlap_days,
-        date_type: schema.date_type(),
-    };
     let mut tasks = Vec::new();
     let mut summary = Summary {
         source: source.display(),
@@ -217,7 +222,7 @@ pub fn run(opts: &PreheatOptions) -> Result<Summary, PreheatError> {
         command: opts.command.clone(),
     };
     let mut keys = cache.keys.clone();
-    let listed = if !tasks.is_empty() || list_later {
+    let listed = if !tasks.is_empty() {
         fetch_and_publish(
             opts,
             &source,

@@ -433,6 +433,7 @@ fn fresh_symbols_are_skipped_and_force_refetches() {
     assert_eq!(again["skipped_fresh"], 12);
     assert_eq!(again["queries"], 0);
     assert_eq!(again["files_written"], 0);
+    assert_eq!(again["publishes"], 0, "nothing to publish");
     assert_eq!(inode("000001"), before, "a fresh cache is not touched");
 
     // Stale but unchanged in the source: asked, nothing rewritten.
