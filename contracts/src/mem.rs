@@ -192,7 +192,9 @@ pub fn human_bytes(bytes: u64) -> String {
 /// pages. The allocator asks for them, and each first touch of a 2 MiB page
 /// then costs zeroing all of it: for a short run that allocates a little
 /// in many threads that is most of its system time (kiln-preheat's nightly
-/// refresh: 0.2 s of 0.5 s), for no TLB gain. Call first thing in `main`.
+/// refresh: 0.2 s of 0.5 s), and half the peak RSS of a stage with a
+/// worker per small file (kiln-featurize: 108 → 51 MiB, same wall time),
+/// for no TLB gain. Call first thing in `main`.
 pub fn avoid_transparent_huge_pages() {
     // Best effort: without it the process is only slower.
     let _ = rustix::thread::disable_transparent_huge_pages(true);

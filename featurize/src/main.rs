@@ -17,6 +17,7 @@ fn print_json(value: &impl serde::Serialize) {
 }
 
 fn main() -> ExitCode {
+    kiln_contracts::mem::avoid_transparent_huge_pages();
     let cli = Cli::parse();
     kiln_contracts::logging::init(cli.verbose);
     let result: Result<u8, FeaturizeError> = match cli.command {
