@@ -26,7 +26,6 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::arrow::arrow_writer::compute_leaves;
-use parquet::arrow::ArrowWriter;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
@@ -481,23 +480,6 @@ impl KeyFileWriter {
             bytes: len,
         };
         Ok((entry, base))
-    }
-
-    /// Footer metadata every key file gets.
-    fn describe<W: Write + Send>(
-        &self,
-        writer: &mut ArrowWriter<W>,
-        key: &str,
-        metadata: &[(String, String)],
-    ) {
-        writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
-        writer.append_key_value_metadata(KeyValue::new(
-            "kiln.key_column".into(),
-            self.key_column().to_owned(),
-        ));
-        for (k, v) in metadata {
-            writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
-        }
     }
 
     /// The bytes of [`KeyFileWriter::write_after_base`]'s file from offset

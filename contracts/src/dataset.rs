@@ -495,7 +495,8 @@ impl KeyFileWriter {
         self
     }
 
-    /// An `ArrowWriter` for files of `schema` into `sink`.
+    /// An `ArrowWriter` for files of `schema` into `sink`, every key file
+    /// of every format path made the same way.
     pub(crate) fn arrow_writer<W: std::io::Write + Send>(
         &self,
         sink: W,
@@ -505,18 +506,40 @@ impl KeyFileWriter {
         let options = match prepared.as_ref() {
             Some((s, options)) if s == schema => options.clone(),
             _ => {
+                // What `ArrowWriter::try_new` would do for each file.
                 let mut props = self.props.clone();
                 parquet::arrow::add_encoded_arrow_schema_to_metadata(schema, &mut props);
+                let parquet_schema = ArrowSchemaConverter::new()
+                    .with_coerce_types(props.coerce_types())
+                    .convert(schema)?;
                 let options = ArrowWriterOptions::new()
                     .with_properties(props)
                     .with_skip_arrow_metadata(true)
-                    .with_parquet_schema(ArrowSchemaConverter::new().convert(schema)?);
+                    .with_parquet_schema(parquet_schema);
                 *prepared = Some((schema.clone(), options.clone()));
                 options
             }
         };
         drop(prepared);
         ArrowWriter::try_new_with_options(sink, schema.clone(), options)
+    }
+
+    /// Footer metadata every key file gets: its key, the key column, and
+    /// the producer's `metadata`.
+    pub(crate) fn describe<W: std::io::Write + Send>(
+        &self,
+        writer: &mut ArrowWriter<W>,
+        key: &str,
+        metadata: &[(String, String)],
+    ) {
+        writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
+        writer.append_key_value_metadata(KeyValue::new(
+            "kiln.key_column".into(),
+            self.key_column.clone(),
+        ));
+        for (k, v) in metadata {
+            writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
+        }
     }
 
     pub fn key_column(&self) -> &str {
@@ -604,16 +627,8 @@ impl KeyFileWriter {
             path: path.to_path_buf(),
             source,
         };
-        let mut writer =
-            ArrowWriter::try_new(sink, batch.schema(), Some(self.props.clone())).map_err(perr)?;
-        writer.append_key_value_metadata(KeyValue::new("kiln.key".into(), key.to_owned()));
-        writer.append_key_value_metadata(KeyValue::new(
-            "kiln.key_column".into(),
-            self.key_column.clone(),
-        ));
-        for (k, v) in metadata {
-            writer.append_key_value_metadata(KeyValue::new(k.clone(), v.clone()));
-        }
+        let mut writer = self.arrow_writer(sink, &batch.schema()).map_err(perr)?;
+        self.describe(&mut writer, key, metadata);
         writer.write(batch).map_err(perr)?;
         writer.into_inner().map_err(perr)
     }
