@@ -38,16 +38,21 @@ pub struct Bounds {
     pub end: Option<i64>,
 }
 
+/// `days` in the units of a date column of type `ty` (days for DATE,
+/// microseconds for DATETIME/TIMESTAMP).
+pub fn days_as(days: i64, ty: ColumnType) -> i64 {
+    match ty {
+        ColumnType::TimestampUs => days * 86_400_000_000,
+        _ => days,
+    }
+}
+
 impl Bounds {
     /// From `--start-date/--end-date` (days since 1970, both inclusive).
     pub fn from_days(start: Option<i32>, end: Option<i32>, ty: ColumnType) -> Self {
-        let unit = |days: i64| match ty {
-            ColumnType::TimestampUs => days * 86_400_000_000,
-            _ => days,
-        };
         Self {
-            start: start.map(|d| unit(i64::from(d))),
-            end: end.map(|d| unit(i64::from(d) + 1)),
+            start: start.map(|d| days_as(i64::from(d), ty)),
+            end: end.map(|d| days_as(i64::from(d) + 1, ty)),
         }
     }
 
@@ -85,11 +90,7 @@ impl Planner {
         if is_fresh(cached.fetched_at_us, self.now_us, self.ttl) {
             return Decision::Fresh;
         }
-        let overlap = i64::from(self.overlap_days);
-        let overlap = match self.date_type {
-            ColumnType::TimestampUs => overlap * 86_400_000_000,
-            _ => overlap,
-        };
+        let overlap = days_as(i64::from(self.overlap_days), self.date_type);
         Decision::Fetch(Fetch::After(cached.last_date - overlap))
     }
 }

@@ -8,12 +8,12 @@ use std::sync::{Arc, RwLock};
 use arrow::array::RecordBatch;
 use kiln_contracts::append::{BaseGroup, KeyFileTail};
 use kiln_contracts::dataset::KeyFileWriter;
-use kiln_contracts::{ColumnType, IndexEntry, KeyedDataset};
+use kiln_contracts::{IndexEntry, KeyedDataset};
 
 use crate::cache::StagingView;
 use crate::columns::KlineSchema;
 use crate::group::{Group, Message};
-use crate::plan::Fetch;
+use crate::plan::{days_as, Fetch};
 use crate::rows::{date_values, filter_dates, format_date_value, null_counts};
 
 /// What became of one symbol.
@@ -279,11 +279,7 @@ impl WriteContext {
         // refetches it and keeps the base as bytes.
         let dates = date_values(batch, self.schema.date);
         let last = dates.last().copied().flatten().unwrap_or(i64::MIN);
-        let overlap = i64::from(self.overlap_days)
-            * match self.schema.date_type() {
-                ColumnType::TimestampUs => 86_400_000_000,
-                _ => 1,
-            };
+        let overlap = days_as(i64::from(self.overlap_days), self.schema.date_type());
         let base_rows = dates
             .iter()
             .take_while(|d| d.is_some_and(|d| d <= last - overlap))
