@@ -409,25 +409,14 @@ fn fetch_and_publish(
             }
             record(outcome, fetched_at, keys, summary)
         };
-        // Outcomes wait for the symbol list when it is read during the run.
-        let mut waiting: Vec<Outcome> = Vec::new();
+        let mut admission = Admission {
+            list_later,
+            listed: None,
+            waiting: Vec::new(),
+            listed_rx,
+        };
         for outcome in &done_rx {
-            let admitted = if !list_later {
-                vec![outcome]
-            } else if let Some(all) = &listed {
-                if all.contains(outcome.symbol()) {
-                    vec![outcome]
-                } else {
-                    Vec::new()
-                }
-            } else {
-                waiting.push(outcome);
-                match listed_rx.try_recv() {
-                    Ok(listing) => admit_waiting(listing, &mut waiting, &mut listed)?,
-                    Err(_) => continue,
-                }
-            };
-            for outcome in admitted {
+            for outcome in admission.admit(outcome)? {
                 changed += apply(outcome, keys, &mut pending, &mut written);
             }
             if changed > 0 && last_publish.elapsed() >= opts.checkpoint {
@@ -437,7 +426,9 @@ fn fetch_and_publish(
                 let lock = staging.view.clone();
                 let mut view = lock.write().expect("staging lock");
                 for outcome in done_rx.try_iter() {
-                    changed += apply(outcome, keys, &mut pending, &mut written);
+                    for outcome in admission.admit(outcome)? {
+                        changed += apply(outcome, keys, &mut pending, &mut written);
+                    }
                 }
                 staging.publish_locked(&mut view, keys, &written, spec, Some(&pending))?;
                 tracing::info!(symbols = keys.len(), "checkpoint published");
@@ -445,12 +436,10 @@ fn fetch_and_publish(
                 changed = 0;
             }
         }
-        if list_later && listed.is_none() {
-            let listing = listed_rx.recv().expect("the fetch thread sends the list");
-            for outcome in admit_waiting(listing, &mut waiting, &mut listed)? {
-                changed += apply(outcome, keys, &mut pending, &mut written);
-            }
+        for outcome in admission.finish()? {
+            changed += apply(outcome, keys, &mut pending, &mut written);
         }
+        listed = admission.listed;
         let rows = fetching.join().expect("source thread panicked")?;
         tracing::info!(rows, "fetched and written");
         summary.rows_fetched = rows;
@@ -469,20 +458,54 @@ fn fetch_and_publish(
     Ok(listed)
 }
 
-/// The symbol list arrived: the waiting outcomes of symbols it has, in the
-/// order they came.
-fn admit_waiting(
-    listing: Result<HashSet<String>, PreheatError>,
-    waiting: &mut Vec<Outcome>,
-    listed: &mut Option<HashSet<String>>,
-) -> Result<Vec<Outcome>, PreheatError> {
-    let all = listing?;
-    let admitted = std::mem::take(waiting)
-        .into_iter()
-        .filter(|o| all.contains(o.symbol()))
-        .collect();
-    *listed = Some(all);
-    Ok(admitted)
+/// Which outcomes the coordinator records: every one, or — when the
+/// table's symbol list is read during the run — those of symbols on it,
+/// held back until it is known.
+struct Admission {
+    list_later: bool,
+    listed: Option<HashSet<String>>,
+    waiting: Vec<Outcome>,
+    listed_rx: crossbeam_channel::Receiver<Result<HashSet<String>, PreheatError>>,
+}
+
+impl Admission {
+    /// The outcomes to record now (possibly earlier ones that waited).
+    fn admit(&mut self, outcome: Outcome) -> Result<Vec<Outcome>, PreheatError> {
+        if !self.list_later {
+            return Ok(vec![outcome]);
+        }
+        self.waiting.push(outcome);
+        if self.listed.is_none() {
+            match self.listed_rx.try_recv() {
+                Ok(listing) => self.listed = Some(listing?),
+                Err(_) => return Ok(Vec::new()),
+            }
+        }
+        Ok(self.release())
+    }
+
+    /// After the last outcome: wait for the list, if it is still to come.
+    fn finish(&mut self) -> Result<Vec<Outcome>, PreheatError> {
+        if self.list_later && self.listed.is_none() {
+            let listing = self
+                .listed_rx
+                .recv()
+                .expect("the fetch thread sends the list");
+            self.listed = Some(listing?);
+        }
+        Ok(self.release())
+    }
+
+    /// The waiting outcomes of listed symbols, in the order they came.
+    fn release(&mut self) -> Vec<Outcome> {
+        let Some(all) = &self.listed else {
+            return Vec::new();
+        };
+        std::mem::take(&mut self.waiting)
+            .into_iter()
+            .filter(|o| all.contains(o.symbol()))
+            .collect()
+    }
 }
 
 /// Apply one outcome; returns 1 when the cache changed.
