@@ -51,11 +51,18 @@ impl Write for AlignedBuf {
 /// for minutes after mass deletes); one with other links (a hard link to a
 /// published file) is replaced, never written through. Not fsynced: the
 /// caller syncs.
-pub fn write_file(path: &Path, mut buf: AlignedBuf) -> Result<File, ContractError> {
-    use std::os::unix::fs::MetadataExt;
+///
+/// Only whole blocks go out with O_DIRECT; the last partial block is
+/// written through the page cache at the end of a file already cut to a
+/// block boundary. Writing it as a padded block and cutting the file back
+/// would make ext4 zero the rest of that block, which first reads it back
+/// from the disk: a synchronous read per file.
+pub fn write_file(path: &Path, buf: AlignedBuf) -> Result<File, ContractError> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
     let len = buf.0.len();
+    let mut old_len = 0;
     match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.nlink() == 1 => {}
+        Ok(m) if m.is_file() && m.nlink() == 1 => old_len = m.len(),
         Ok(_) => std::fs::remove_file(path).at(path)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(ContractError::io(path, e)),
@@ -67,11 +74,22 @@ pub fn write_file(path: &Path, mut buf: AlignedBuf) -> Result<File, ContractErro
         .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
         .open(path);
     if let Ok(mut file) = direct {
-        // Whole blocks out, then the file cut to its real length.
-        buf.0.resize(len.div_ceil(ALIGN) * ALIGN, 0);
-        match file.write_all(&buf.0) {
+        let whole = len / ALIGN * ALIGN;
+        match file.write_all(&buf.0[..whole]) {
             Ok(()) => {
-                file.set_len(len as u64).at(path)?;
+                if old_len > whole as u64 {
+                    // A block boundary: nothing to zero, nothing to read.
+                    file.set_len(whole as u64).at(path)?;
+                }
+                if whole < len {
+                    let flags = rustix::fs::fcntl_getfl(&file)
+                        .map_err(std::io::Error::from)
+                        .at(path)?;
+                    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::DIRECT)
+                        .map_err(std::io::Error::from)
+                        .at(path)?;
+                    file.write_all_at(&buf.0[whole..], whole as u64).at(path)?;
+                }
                 return Ok(file);
             }
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
@@ -95,14 +113,21 @@ mod tests {
     #[test]
     fn files_of_any_length_hold_exactly_their_bytes() {
         let dir = tempfile::tempdir().unwrap();
-        for len in [0usize, 1, 4095, 4096, 4097, 200_001] {
-            let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            let mut buf = AlignedBuf::default();
-            buf.write_all(&bytes).unwrap();
-            let path = dir.path().join(format!("f{len}"));
-            std::fs::write(&path, b"an older, longer version of the file ...").unwrap();
-            write_file(&path, buf).unwrap();
-            assert_eq!(std::fs::read(&path).unwrap(), bytes, "{len} bytes");
+        // Over no file, a shorter one, one ending inside the new last
+        // block, and longer ones (cut back at a block boundary or not).
+        for old_len in [None, Some(41usize), Some(8190), Some(8192), Some(300_003)] {
+            for len in [0usize, 1, 4095, 4096, 4097, 8191, 200_001] {
+                let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let mut buf = AlignedBuf::default();
+                buf.write_all(&bytes).unwrap();
+                let path = dir.path().join(format!("f{len}-{old_len:?}"));
+                if let Some(n) = old_len {
+                    std::fs::write(&path, vec![0xee; n]).unwrap();
+                }
+                write_file(&path, buf).unwrap();
+                let back = std::fs::read(&path).unwrap();
+                assert!(back == bytes, "{len} bytes over {old_len:?}");
+            }
         }
     }
 
