@@ -82,19 +82,29 @@ settle() {
   sync
 }
 
-# Nightly: one new trading day for every symbol (a copy of its last row),
-# five nights in a row. The first refresh after a full preheat writes new
-# files; from the second on, the version before last (kept as the spare)
-# is updated in place — the steady state of a nightly job.
+# Nightly: one new trading day for every symbol, five nights in a row. The
+# new day walks on from the symbol's last row (close within ±2 %, open
+# within ±1 % of the last close, high/low around them, volume ×0.5–1.5),
+# from a hash of symbol and date: a copy of the last row would compress
+# unlike real days (snappy shrinks a run of equal rows). The first refresh
+# after a full preheat writes new files; from the second on, the version
+# before last (kept as the spare) is updated in place — the steady state
+# of a nightly job.
 last=$(sql "SELECT MAX(trade_date) FROM $table")
 added=()
 cleanup() { for d in "${added[@]}"; do sql "DELETE FROM $table WHERE trade_date = '$d'"; done; }
 trap cleanup EXIT
 for night in $(seq 1 "${NIGHTS:-5}"); do
   next=$(sql "SELECT DATE_ADD('$last', INTERVAL IF(DAYOFWEEK('$last') = 6, 3, 1) DAY)")
-  sql "INSERT INTO $table SELECT k.symbol, '$next', k.open, k.high, k.low, k.close, k.volume, k.amount, k.turnover, k.updated_at
-       FROM $table k JOIN (SELECT symbol, MAX(trade_date) d FROM $table GROUP BY symbol) m
-       ON k.symbol = m.symbol AND k.trade_date = m.d"
+  r() { echo "CRC32(CONCAT(k.symbol, '$next', '$1')) / 4294967295"; }
+  sql "INSERT INTO $table
+       WITH k AS (SELECT k.*, $(r c) AS rc, $(r o) AS ro, $(r h) AS rh, $(r l) AS rl, $(r v) AS rv
+                  FROM $table k JOIN (SELECT symbol, MAX(trade_date) d FROM $table GROUP BY symbol) m
+                  ON k.symbol = m.symbol AND k.trade_date = m.d),
+            p AS (SELECT symbol, ROUND(close * (0.98 + 0.04 * rc), 2) AS c, ROUND(close * (0.99 + 0.02 * ro), 2) AS o,
+                         rh, rl, ROUND(volume * (0.5 + rv)) AS v, turnover FROM k)
+       SELECT symbol, '$next', o, ROUND(GREATEST(o, c) * (1 + 0.01 * rh), 2), ROUND(LEAST(o, c) * (1 - 0.01 * rl), 2),
+              c, v, ROUND(v * c, 2), turnover, '$next 16:00:00' FROM p"
   added+=("$next")
   settle
   last=$next
