@@ -2,7 +2,6 @@
 //! compute in full — and which cached symbols leave the cache.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -146,8 +145,10 @@ pub fn plan(p: &PlanInput) -> Result<Plan, FeaturizeError> {
 /// The feature columns and saved states of a cached file, for an
 /// incremental computation; `None` when it cannot serve as one.
 pub fn read_resume(path: &Path, spec: &Spec) -> Option<Resume> {
-    let file = File::open(path).ok()?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    // Read whole and decoded from memory: through a `File` the reader
+    // makes a read call per page header and page, thousands per night.
+    let bytes = bytes::Bytes::from(std::fs::read(path).ok()?);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).ok()?;
     let state: SavedState = builder
         .metadata()
         .file_metadata()
