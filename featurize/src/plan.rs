@@ -147,7 +147,8 @@ pub fn plan(p: &PlanInput) -> Result<Plan, FeaturizeError> {
 pub fn read_resume(path: &Path, spec: &Spec) -> Option<Resume> {
     // Read whole and decoded from memory: through a `File` the reader
     // makes a read call per page header and page, thousands per night.
-    let bytes = bytes::Bytes::from(std::fs::read(path).ok()?);
+    // With O_DIRECT: the file was written that way and is not cached.
+    let bytes = kiln_contracts::direct::read_file(path).ok()?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).ok()?;
     let state: SavedState = builder
         .metadata()
