@@ -1,4 +1,5 @@
-//! Writing a whole file with O_DIRECT, past the page cache.
+//! Writing (and reading back) a whole file with O_DIRECT, past the page
+//! cache.
 //!
 //! A stage that writes a large output which must be durable before it is
 //! published pays twice for buffered writes: a copy of every byte into the
@@ -9,8 +10,12 @@
 //! `oflag=direct` vs `conv=fsync`). The caller still makes the directory
 //! durable (the file's size and extents are metadata) before publishing.
 //!
+//! Reading such a file back later finds nothing of it cached; a buffered
+//! read would fill the page cache only to copy out of it again, so
+//! [`read_file`] reads it with O_DIRECT too.
+//!
 //! Filesystems without O_DIRECT (tmpfs, some network filesystems) get an
-//! ordinary buffered write.
+//! ordinary buffered write or read.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
