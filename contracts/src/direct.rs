@@ -118,42 +118,50 @@ pub fn write_file(path: &Path, buf: AlignedBuf) -> Result<File, ContractError> {
 /// machine the slower half. Dirty cached pages of the file are written
 /// out by the kernel before it reads, so the bytes are current.
 pub fn read_file(path: &Path) -> Result<bytes::Bytes, ContractError> {
+    match read_direct(path)? {
+        Some(bytes) => Ok(bytes),
+        // No O_DIRECT here (or the file grew while read): a plain read.
+        None => Ok(std::fs::read(path).at(path)?.into()),
+    }
+}
+
+/// [`read_file`] with O_DIRECT; `None` where that cannot be done.
+fn read_direct(path: &Path) -> Result<Option<bytes::Bytes>, ContractError> {
     use std::io::Read;
-    let direct = OpenOptions::new()
+    let Ok(mut file) = OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path);
-    if let Ok(mut file) = direct {
-        let len = file.metadata().at(path)?.len() as usize;
-        // One block more than the length: a read that returns less than
-        // asked for is how the end of the file shows.
-        let cap = (len / ALIGN + 1) * ALIGN;
-        let mut buf: AVec<u8, ConstAlign<ALIGN>> = AVec::with_capacity(ALIGN, cap);
-        buf.resize(cap, 0);
-        let mut filled = 0;
-        loop {
-            match file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) if n % ALIGN != 0 || filled + n == cap => {
-                    filled += n;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-                    return Ok(std::fs::read(path).at(path)?.into());
-                }
-                Err(e) => return Err(ContractError::io(path, e)),
+        .open(path)
+    else {
+        return Ok(None);
+    };
+    let len = file.metadata().at(path)?.len() as usize;
+    // One block more than the length: a read that returns less than asked
+    // for is how the end of the file shows.
+    let cap = (len / ALIGN + 1) * ALIGN;
+    let mut buf: AVec<u8, ConstAlign<ALIGN>> = AVec::with_capacity(ALIGN, cap);
+    buf.resize(cap, 0);
+    let mut filled = 0;
+    loop {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) if n % ALIGN != 0 || filled + n == cap => {
+                filled += n;
+                break;
             }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(ContractError::io(path, e)),
         }
-        if filled == cap {
-            // Grew while being read: not a file this stage reads.
-            return Ok(std::fs::read(path).at(path)?.into());
-        }
-        buf.truncate(filled);
-        return Ok(bytes::Bytes::from_owner(AlignedBuf(buf)));
     }
-    Ok(std::fs::read(path).at(path)?.into())
+    if filled == cap {
+        return Ok(None);
+    }
+    buf.truncate(filled);
+    Ok(Some(bytes::Bytes::from_owner(AlignedBuf(buf))))
 }
 
 impl AsRef<[u8]> for AlignedBuf {
