@@ -25,7 +25,6 @@ use bytes::Bytes;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
-use parquet::arrow::arrow_writer::compute_leaves;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
@@ -33,6 +32,7 @@ use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
 
 use crate::dataset::{date_range, write_changed_pages, KeyFileWriter};
+use crate::encode::append_row_group;
 use crate::error::{ContractError, IoContext};
 use crate::index::{self, IndexEntry};
 use crate::FileFormat;
@@ -380,15 +380,14 @@ impl KeyFileWriter {
             .arrow_writer(Suffix::from(0), &batch.schema())
             .map_err(perr)?;
         self.describe(&mut writer, key, metadata);
-        writer.write(&batch.slice(0, base_rows)).map_err(perr)?;
-        writer.flush().map_err(perr)?;
-        writer.sync().at(&path)?;
+        let (mut writer, factory) = writer.into_serialized_writer().map_err(perr)?;
+        append_row_group(&mut writer, &factory, &batch.slice(0, base_rows)).map_err(perr)?;
+        writer.flush().at(&path)?;
         let base = BaseGroup::of(&writer.inner().bytes);
         writer.append_key_value_metadata(KeyValue::new(BASE_GROUP_KEY.into(), base.encode()));
         if base_rows < batch.num_rows() {
-            writer
-                .write(&batch.slice(base_rows, batch.num_rows() - base_rows))
-                .map_err(perr)?;
+            let tail = batch.slice(base_rows, batch.num_rows() - base_rows);
+            append_row_group(&mut writer, &factory, &tail).map_err(perr)?;
         }
         let bytes = writer.into_inner().map_err(perr)?.bytes;
         let file = write_changed_pages(&path, &bytes)?;
@@ -522,27 +521,7 @@ impl KeyFileWriter {
         }
         rg_writer.close().map_err(perr)?;
         if tail.num_rows() > 0 {
-            let mut columns = factory.create_column_writers(1).map_err(perr)?;
-            for ((field, array), column) in tail
-                .schema()
-                .fields()
-                .iter()
-                .zip(tail.columns())
-                .zip(columns.iter_mut())
-            {
-                for leaf in compute_leaves(field, array).map_err(perr)? {
-                    column.write(&leaf).map_err(perr)?;
-                }
-            }
-            let mut rg_writer = file_writer.next_row_group().map_err(perr)?;
-            for column in columns {
-                column
-                    .close()
-                    .map_err(perr)?
-                    .append_to_row_group(&mut rg_writer)
-                    .map_err(perr)?;
-            }
-            rg_writer.close().map_err(perr)?;
+            append_row_group(&mut file_writer, &factory, tail).map_err(perr)?;
         }
         Ok(file_writer.into_inner().map_err(perr)?.bytes)
     }

@@ -378,7 +378,7 @@ pub struct KeyFileWriter {
     key_column: String,
     date_column: String,
     date_type: ColumnType,
-    props: WriterProperties,
+    pub(crate) props: WriterProperties,
     /// fsync + rename each file (writing into a live dataset). Off inside a
     /// staging directory, which is made durable as a whole before publishing.
     durable: bool,
@@ -629,8 +629,20 @@ impl KeyFileWriter {
         };
         let mut writer = self.arrow_writer(sink, &batch.schema()).map_err(perr)?;
         self.describe(&mut writer, key, metadata);
-        writer.write(batch).map_err(perr)?;
-        writer.into_inner().map_err(perr)
+        // ArrowWriter's own row-group limits (by default 1 Mi rows, no byte
+        // limit) decide when a batch is more than one row group.
+        let one_group = self.props.max_row_group_bytes().is_none()
+            && self
+                .props
+                .max_row_group_row_count()
+                .is_none_or(|n| batch.num_rows() <= n);
+        if !one_group || !crate::encode::supported(batch) {
+            writer.write(batch).map_err(perr)?;
+            return writer.into_inner().map_err(perr);
+        }
+        let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
+        crate::encode::append_row_group(&mut file_writer, &factory, batch).map_err(perr)?;
+        file_writer.into_inner().map_err(perr)
     }
 
     fn encode(

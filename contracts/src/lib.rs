@@ -24,6 +24,7 @@ pub mod atomic;
 pub mod dataset;
 pub mod dates;
 pub mod direct;
+mod encode;
 pub mod error;
 pub mod index;
 pub mod keys;
