@@ -153,15 +153,13 @@ impl Context<'_> {
         let cached = work.cached.as_ref();
         let prefix = cached.map_or(0, |c| c.source_rows as usize);
         let (prefix_hash, full_hash) = source::row_hashes(&klines.batch, prefix);
-        let full_hash = format!("{full_hash:016x}");
         let mut reason = match work.decision {
             Decision::Full(reason) => Some(reason),
             _ => None,
         };
         let mut resume = None;
         if let (None, Some(c)) = (reason, cached) {
-            let same_prefix =
-                prefix_hash.map(|h| format!("{h:016x}")) == Some(c.source_hash.clone());
+            let same_prefix = prefix_hash.as_ref() == Some(&c.source_hash);
             if same_prefix && klines.rows() == prefix {
                 let mut kept = c.clone();
                 kept.source_fingerprint = work.fingerprint.clone();
@@ -175,6 +173,8 @@ impl Context<'_> {
             if resume.is_none() {
                 reason = Some(if same_prefix {
                     "cached file unreadable"
+                } else if !c.source_hash.starts_with(source::HASH_VERSION) {
+                    "cached by an older kiln-featurize"
                 } else {
                     "klines revised"
                 });

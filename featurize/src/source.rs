@@ -2,10 +2,12 @@
 //! indicators assume: no missing OHLCV value, positive finite prices,
 //! non-negative volume, dates strictly increasing.
 
+use std::ops::Range;
+
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Date32Type, TimestampMicrosecondType};
-use arrow::row::{RowConverter, SortField};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use kiln_contracts::dates::format_value;
 use kiln_contracts::{ColumnType, IndexEntry, KeyedDataset};
 use xxhash_rust::xxh3::Xxh3;
@@ -139,28 +141,152 @@ pub fn load(
 
 /// Content hashes of a batch's rows: of the first `prefix` rows (when
 /// `prefix` ≤ rows) and of all rows. Every column counts, nulls included,
-/// so any revision of an old row shows.
-pub fn row_hashes(batch: &RecordBatch, prefix: usize) -> (Option<u64>, u64) {
-    let fields = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| SortField::new(f.data_type().clone()))
-        .collect();
-    let converter = RowConverter::new(fields).expect("contract types are row-encodable");
-    let rows = converter
-        .convert_columns(batch.columns())
-        .expect("columns match their fields");
-    let mut hasher = Xxh3::new();
-    let mut at_prefix = (prefix == 0).then(|| hasher.digest());
-    for i in 0..rows.num_rows() {
-        let row = rows.row(i);
-        let bytes = row.as_ref();
-        hasher.update(&(bytes.len() as u32).to_le_bytes());
-        hasher.update(bytes);
-        if i + 1 == prefix {
-            at_prefix = Some(hasher.digest());
+/// so any revision of an old row shows. The hash of a batch's first
+/// `prefix` rows equals the full hash of a batch holding just those rows.
+///
+/// Column by column, each over two streams: the values of its non-null rows
+/// in order (a string as its length and bytes) and the positions of its
+/// nulls; a column without nulls is one contiguous slice. The version tag
+/// ([`HASH_VERSION`]) lets a cache written with another scheme tell itself
+/// apart from revised klines.
+pub fn row_hashes(batch: &RecordBatch, prefix: usize) -> (Option<String>, String) {
+    let rows = batch.num_rows();
+    let cut = prefix.min(rows);
+    let mut at_prefix = Xxh3::new();
+    let mut full = Xxh3::new();
+    for column in batch.columns() {
+        let mut values = Xxh3::new();
+        let mut nulls = Xxh3::new();
+        hash_rows(column.as_ref(), 0..cut, &mut values, &mut nulls);
+        at_prefix.update(&values.digest().to_le_bytes());
+        at_prefix.update(&nulls.digest().to_le_bytes());
+        hash_rows(column.as_ref(), cut..rows, &mut values, &mut nulls);
+        full.update(&values.digest().to_le_bytes());
+        full.update(&nulls.digest().to_le_bytes());
+    }
+    let tag = |h: &Xxh3| format!("{HASH_VERSION}{:016x}", h.digest());
+    ((prefix <= rows).then(|| tag(&at_prefix)), tag(&full))
+}
+
+/// Prefix of [`row_hashes`]' results: the scheme they were made with.
+pub const HASH_VERSION: &str = "c1:";
+
+/// Feed rows `range` of `column` to the two streams of [`row_hashes`].
+fn hash_rows(column: &dyn Array, range: Range<usize>, values: &mut Xxh3, nulls: &mut Xxh3) {
+    let valid = |i: usize| column.is_valid(i);
+    if column.null_count() > 0 {
+        for i in range.clone().filter(|&i| !valid(i)) {
+            nulls.update(&(i as u64).to_le_bytes());
         }
     }
-    (at_prefix, hasher.digest())
+    if let Some(strings) = column.as_string_opt::<i32>() {
+        for i in range.filter(|&i| valid(i)) {
+            let s = strings.value(i).as_bytes();
+            values.update(&(s.len() as u32).to_le_bytes());
+            values.update(s);
+        }
+        return;
+    }
+    let Some(width) = column.data_type().primitive_width() else {
+        // Not a contract type (the dataset's reader refuses those): hash
+        // each value's text.
+        let text = ArrayFormatter::try_new(column, &FormatOptions::default());
+        for i in range.filter(|&i| valid(i)) {
+            let s = text
+                .as_ref()
+                .map(|t| t.value(i).to_string())
+                .unwrap_or_default();
+            values.update(&(s.len() as u32).to_le_bytes());
+            values.update(s.as_bytes());
+        }
+        return;
+    };
+    let data = column.to_data();
+    let bytes = &data.buffers()[0].as_slice()[data.offset() * width..];
+    if column.null_count() == 0 {
+        values.update(&bytes[range.start * width..range.end * width]);
+    } else {
+        for i in range.filter(|&i| valid(i)) {
+            values.update(&bytes[i * width..(i + 1) * width]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, StringArray};
+
+    use super::*;
+
+    fn batch(close: Vec<Option<f64>>, symbol: &str) -> RecordBatch {
+        let n = close.len();
+        RecordBatch::try_from_iter([
+            (
+                "symbol",
+                Arc::new(StringArray::from(vec![symbol; n])) as ArrayRef,
+            ),
+            ("date", Arc::new(Date32Array::from_iter_values(0..n as i32))),
+            ("close", Arc::new(Float64Array::from(close))),
+            (
+                "volume",
+                Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn closes(n: usize) -> Vec<Option<f64>> {
+        (0..n)
+            .map(|i| (i % 5 != 3).then_some(i as f64 + 0.5))
+            .collect()
+    }
+
+    #[test]
+    fn a_prefix_hashes_like_a_batch_of_just_those_rows() {
+        let long = batch(closes(40), "600519");
+        for prefix in [0, 1, 3, 4, 17, 40] {
+            let short = batch(closes(prefix), "600519");
+            let (at_prefix, _) = row_hashes(&long, prefix);
+            assert_eq!(at_prefix, Some(row_hashes(&short, 0).1), "prefix {prefix}");
+            // A slice (arrays not starting at 0) hashes the same.
+            let (_, sliced) = row_hashes(&long.slice(0, prefix), 0);
+            assert_eq!(at_prefix, Some(sliced));
+        }
+        assert_eq!(row_hashes(&long, 41).0, None);
+        assert!(row_hashes(&long, 0).1.starts_with(HASH_VERSION));
+    }
+
+    #[test]
+    fn any_revised_value_or_null_changes_the_hash() {
+        let base = row_hashes(&batch(closes(40), "600519"), 40).1;
+        let mut revised = closes(40);
+        revised[10] = Some(10.25);
+        let mut nulled = closes(40);
+        nulled[11] = None;
+        let mut moved = closes(40);
+        moved.swap(2, 3); // a null moves, the values stay in order
+        for other in [
+            batch(revised, "600519"),
+            batch(nulled, "600519"),
+            batch(moved, "600519"),
+            batch(closes(40), "600518"),
+            batch(closes(41), "600519").slice(1, 40),
+        ] {
+            assert_ne!(row_hashes(&other, 40).1, base);
+        }
+        // What lies under a null is not data.
+        let under_null: ArrayRef = Arc::new(Float64Array::new(
+            (0..40)
+                .map(|i| if i % 5 == 3 { -7.0 } else { i as f64 + 0.5 })
+                .collect(),
+            Some((0..40).map(|i| i % 5 != 3).collect()),
+        ));
+        let b = batch(closes(40), "600519");
+        let mut columns = b.columns().to_vec();
+        columns[2] = under_null;
+        let same = RecordBatch::try_new(b.schema(), columns).unwrap();
+        assert_eq!(row_hashes(&same, 40).1, base);
+    }
 }
