@@ -581,12 +581,14 @@ impl KeyFileWriter {
                 column: self.date_column.clone(),
                 reason: "is empty or has nulls".into(),
             })?;
-        if self.durable {
+        // The length, where the bytes were in hand; else asked of the file.
+        let len = if self.durable {
             let mut out = AtomicFile::create(&path)?;
             let file = self.encode(out.take_file(), &path, key, batch, metadata)?;
             out.commit_file(file)?;
+            None
         } else {
-            let file = if self.direct_io {
+            let (file, len) = if self.direct_io {
                 let buf = self.encode_parquet(
                     crate::direct::AlignedBuf::default(),
                     &path,
@@ -594,17 +596,25 @@ impl KeyFileWriter {
                     batch,
                     metadata,
                 )?;
-                crate::direct::write_file(&path, buf)?
+                let len = buf.len() as u64;
+                (crate::direct::write_file(&path, buf)?, Some(len))
             } else if self.reuse_files {
                 let bytes = self.encode_parquet(Vec::new(), &path, key, batch, metadata)?;
-                write_changed_pages(&path, &bytes)?
+                (
+                    write_changed_pages(&path, &bytes)?,
+                    Some(bytes.len() as u64),
+                )
             } else {
                 let file = File::create(&path).at(&path)?;
-                self.encode(file, &path, key, batch, metadata)?
+                (self.encode(file, &path, key, batch, metadata)?, None)
             };
             self.finished(&path, file)?;
-        }
-        let bytes = std::fs::metadata(&path).at(&path)?.len();
+            len
+        };
+        let bytes = match len {
+            Some(len) => len,
+            None => std::fs::metadata(&path).at(&path)?.len(),
+        };
         Ok(IndexEntry {
             key: key.to_owned(),
             file: file_name,

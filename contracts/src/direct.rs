@@ -39,6 +39,16 @@ impl Default for AlignedBuf {
     }
 }
 
+impl AlignedBuf {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 impl Write for AlignedBuf {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         self.0.extend_from_slice(bytes);
