@@ -640,13 +640,14 @@ impl KeyFileWriter {
         let mut writer = self.arrow_writer(sink, &batch.schema()).map_err(perr)?;
         self.describe(&mut writer, key, metadata);
         // ArrowWriter's own row-group limits (by default 1 Mi rows, no byte
-        // limit) decide when a batch is more than one row group.
+        // limit) decide when a batch is more than one row group; for an
+        // empty batch it writes none.
         let one_group = self.props.max_row_group_bytes().is_none()
             && self
                 .props
                 .max_row_group_row_count()
                 .is_none_or(|n| batch.num_rows() <= n);
-        if !one_group || !crate::encode::supported(batch) {
+        if !one_group || batch.num_rows() == 0 {
             writer.write(batch).map_err(perr)?;
             return writer.into_inner().map_err(perr);
         }

@@ -18,13 +18,15 @@ use std::io::Write;
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+    DataType, Date32Type, Float32Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
 use parquet::data_type::{self as pq, ByteArray};
 use parquet::errors::ParquetError;
 use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
+
+use crate::ColumnType;
 
 /// Whether [`write_row_group`] can write `batch`: flat columns of the
 /// contract's types, no nulls where the schema says there are none, and
@@ -37,16 +39,8 @@ pub(crate) fn supported(batch: &RecordBatch) -> bool {
             .iter()
             .zip(batch.columns())
             .all(|(field, array)| {
-                let typed = matches!(
-                    field.data_type(),
-                    DataType::Float64
-                        | DataType::Float32
-                        | DataType::Int64
-                        | DataType::Date32
-                        | DataType::Timestamp(TimeUnit::Microsecond, None)
-                        | DataType::Utf8
-                );
-                typed && (field.is_nullable() || array.null_count() == 0)
+                ColumnType::from_arrow(field.data_type()).is_some()
+                    && (field.is_nullable() || array.null_count() == 0)
             })
 }
 
