@@ -156,9 +156,23 @@ where
             typed.write_batch(values, Some(&levels), None)?
         }
         Some(Some(nulls)) => {
-            let levels: Vec<i16> = nulls.iter().map(i16::from).collect();
-            let present: Vec<T::T> = nulls.valid_indices().map(|i| values[i].clone()).collect();
-            typed.write_batch(&present, Some(&levels), None)?
+            // Runs of valid rows, not rows one by one: a feature column is
+            // null only for its warm-up rows, one run at its start.
+            let runs: Vec<(usize, usize)> = nulls.valid_slices().collect();
+            let mut levels = vec![0i16; values.len()];
+            for &(start, end) in &runs {
+                levels[start..end].fill(1);
+            }
+            match runs[..] {
+                [(start, end)] => typed.write_batch(&values[start..end], Some(&levels), None)?,
+                _ => {
+                    let mut present = Vec::with_capacity(values.len() - nulls.null_count());
+                    for &(start, end) in &runs {
+                        present.extend_from_slice(&values[start..end]);
+                    }
+                    typed.write_batch(&present, Some(&levels), None)?
+                }
+            }
         }
     };
     Ok(())
@@ -183,7 +197,8 @@ mod tests {
     use crate::{ColumnType, FileFormat};
 
     /// Every contract type, nullable and not, with nulls at the start, in
-    /// runs and alone, and strings of varying length.
+    /// runs and alone, and strings of varying length; a column null only at
+    /// its start, and one all null.
     fn batch(rows: usize) -> RecordBatch {
         let gap = |i: usize| i < 3 || i.is_multiple_of(7) || (20..25).contains(&i);
         let f64s: Float64Array = (0..rows)
@@ -229,6 +244,19 @@ mod tests {
             ("volume", Arc::new(ints), true),
             ("at", Arc::new(times), true),
             ("name", Arc::new(names), true),
+            // Nulls only at the start (an indicator's warm-up), and only.
+            (
+                "warm_up",
+                Arc::new(Float64Array::from_iter(
+                    (0..rows).map(|i| (i >= 59).then_some(i as f64 / 7.0)),
+                )),
+                true,
+            ),
+            (
+                "never",
+                Arc::new(Float64Array::from(vec![None::<f64>; rows])),
+                true,
+            ),
         ];
         let schema = Schema::new(
             columns
@@ -289,7 +317,7 @@ mod tests {
             );
             for p in props {
                 // Strings aside (below), the very same bytes.
-                let without_strings = b.project(&[1, 2, 3, 4, 5, 6, 7]).unwrap();
+                let without_strings = b.project(&[1, 2, 3, 4, 5, 6, 7, 9, 10]).unwrap();
                 let (a, t) = both(&without_strings, p.clone());
                 let differ = a.iter().zip(&t).position(|(a, t)| a != t);
                 assert!(
