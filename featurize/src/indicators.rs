@@ -268,35 +268,45 @@ impl Kernel {
     /// Compute rows `from..` of this kernel's columns (`out[c][t]`).
     // Index loops: each step reads several inputs at t and t−n, as the
     // formulas are written.
+    /// Fill rows `from..len` of `out` (one vector per column, each `len`
+    /// long) and leave the state after the last row. Each recurrence keeps
+    /// its state in locals while it loops: through `&mut self` every row's
+    /// value would make a round trip through memory, which doubles the
+    /// latency of the chain of dependent operations a recurrence is.
     #[allow(clippy::needless_range_loop)]
     pub fn run(&mut self, x: &Klines, from: usize, out: &mut [Vec<f64>]) {
         let len = x.len();
         let c = x.close;
         match self {
             Kernel::Sma { n, total } => {
-                let n = *n;
+                let (n, mut sum) = (*n, *total);
+                let ma = &mut out[0];
                 for t in from..len {
-                    *total += c[t];
+                    sum += c[t];
                     if t + 1 >= n {
-                        out[0][t] = *total / n as f64;
-                        *total -= c[t + 1 - n];
+                        ma[t] = sum / n as f64;
+                        sum -= c[t + 1 - n];
                     }
                 }
+                *total = sum;
             }
             Kernel::Ema { n, sum, prev } => {
                 let (n, k) = (*n, per_to_k(*n));
+                let (mut s, mut ema) = (*sum, *prev);
+                let col = &mut out[0];
                 for t in from..len {
                     if t + 1 < n {
-                        *sum += c[t];
+                        s += c[t];
                     } else if t + 1 == n {
-                        *sum += c[t];
-                        *prev = *sum / n as f64;
-                        out[0][t] = *prev;
+                        s += c[t];
+                        ema = s / n as f64;
+                        col[t] = ema;
                     } else {
-                        *prev = ((c[t] - *prev) * k) + *prev;
-                        out[0][t] = *prev;
+                        ema = ((c[t] - ema) * k) + ema;
+                        col[t] = ema;
                     }
                 }
+                (*sum, *prev) = (s, ema);
             }
             Kernel::Macd {
                 fast,
@@ -311,46 +321,51 @@ impl Kernel {
             } => {
                 let (f, s, g) = (*fast, *slow, *signal);
                 let (kf, ks, kg) = (per_to_k(f), per_to_k(s), per_to_k(g));
-                // TA-Lib seeds both EMAs at row slow−1: the slow one with
-                // the mean of rows 0..slow, the fast one with the mean of
-                // the `fast` rows ending there.
+                let (mut f_sum, mut s_sum, mut g_sum) = (*fast_sum, *slow_sum, *signal_sum);
+                let (mut f_ema, mut s_ema, mut g_ema) = (*fast_ema, *slow_ema, *signal_ema);
                 let seed_at = s - 1;
                 let first_out = seed_at + g - 1;
+                let [difs, deas, hists] = out else {
+                    unreachable!("MACD has three columns")
+                };
                 for t in from..len {
                     if t < seed_at {
-                        *slow_sum += c[t];
+                        s_sum += c[t];
                         if t + f > seed_at {
-                            *fast_sum += c[t];
+                            f_sum += c[t];
                         }
                         continue;
                     }
                     if t == seed_at {
-                        *slow_sum += c[t];
-                        *fast_sum += c[t];
-                        *slow_ema = *slow_sum / s as f64;
-                        *fast_ema = *fast_sum / f as f64;
+                        s_sum += c[t];
+                        f_sum += c[t];
+                        s_ema = s_sum / s as f64;
+                        f_ema = f_sum / f as f64;
                     } else {
-                        *slow_ema = ((c[t] - *slow_ema) * ks) + *slow_ema;
-                        *fast_ema = ((c[t] - *fast_ema) * kf) + *fast_ema;
+                        s_ema = ((c[t] - s_ema) * ks) + s_ema;
+                        f_ema = ((c[t] - f_ema) * kf) + f_ema;
                     }
-                    let dif = *fast_ema - *slow_ema;
+                    let dif = f_ema - s_ema;
                     if t < first_out {
-                        *signal_sum += dif;
+                        g_sum += dif;
                         continue;
                     }
                     if t == first_out {
-                        *signal_sum += dif;
-                        *signal_ema = *signal_sum / g as f64;
+                        g_sum += dif;
+                        g_ema = g_sum / g as f64;
                     } else {
-                        *signal_ema = ((dif - *signal_ema) * kg) + *signal_ema;
+                        g_ema = ((dif - g_ema) * kg) + g_ema;
                     }
-                    out[0][t] = dif;
-                    out[1][t] = *signal_ema;
-                    out[2][t] = dif - *signal_ema;
+                    difs[t] = dif;
+                    deas[t] = g_ema;
+                    hists[t] = dif - g_ema;
                 }
+                (*fast_sum, *slow_sum, *signal_sum) = (f_sum, s_sum, g_sum);
+                (*fast_ema, *slow_ema, *signal_ema) = (f_ema, s_ema, g_ema);
             }
             Kernel::Rsi { n, gain, loss } => {
                 let n = *n;
+                let (mut up, mut down) = (*gain, *loss);
                 let rsi = |gain: f64, loss: f64| {
                     let total = gain + loss;
                     if is_zero(total) {
@@ -359,32 +374,34 @@ impl Kernel {
                         100.0 * (gain / total)
                     }
                 };
+                let col = &mut out[0];
                 for t in from.max(1)..len {
                     let diff = c[t] - c[t - 1];
                     if t <= n {
                         if diff < 0.0 {
-                            *loss -= diff;
+                            down -= diff;
                         } else {
-                            *gain += diff;
+                            up += diff;
                         }
                         if t == n {
-                            *loss /= n as f64;
-                            *gain /= n as f64;
-                            out[0][t] = rsi(*gain, *loss);
+                            down /= n as f64;
+                            up /= n as f64;
+                            col[t] = rsi(up, down);
                         }
                         continue;
                     }
-                    *loss *= (n - 1) as f64;
-                    *gain *= (n - 1) as f64;
+                    down *= (n - 1) as f64;
+                    up *= (n - 1) as f64;
                     if diff < 0.0 {
-                        *loss -= diff;
+                        down -= diff;
                     } else {
-                        *gain += diff;
+                        up += diff;
                     }
-                    *loss /= n as f64;
-                    *gain /= n as f64;
-                    out[0][t] = rsi(*gain, *loss);
+                    down /= n as f64;
+                    up /= n as f64;
+                    col[t] = rsi(up, down);
                 }
+                (*gain, *loss) = (up, down);
             }
             Kernel::Bollinger {
                 n,
@@ -393,19 +410,22 @@ impl Kernel {
                 total2,
             } => {
                 let (n, k) = (*n, *k);
+                let (mut sum, mut sum2) = (*total, *total2);
+                let [uppers, middles, lowers, widths] = out else {
+                    unreachable!("Bollinger has four columns")
+                };
                 for t in from..len {
-                    *total += c[t];
-                    *total2 += c[t] * c[t];
+                    sum += c[t];
+                    sum2 += c[t] * c[t];
                     if t + 1 < n {
                         continue;
                     }
                     let trailing = c[t + 1 - n];
-                    let middle = *total / n as f64;
-                    *total -= trailing;
-                    let mut variance = *total2 / n as f64;
-                    *total2 -= trailing * trailing;
+                    let middle = sum / n as f64;
+                    sum -= trailing;
+                    let mut variance = sum2 / n as f64;
+                    sum2 -= trailing * trailing;
                     variance -= middle * middle;
-                    // TA_IS_ZERO_OR_NEG: rounding noise in a flat stretch is 0.
                     let sd = if variance < 0.000_000_01 {
                         0.0
                     } else {
@@ -413,22 +433,25 @@ impl Kernel {
                     };
                     let band = sd * k;
                     let (upper, lower) = (middle + band, middle - band);
-                    out[0][t] = upper;
-                    out[1][t] = middle;
-                    out[2][t] = lower;
-                    out[3][t] = (upper - lower) / middle;
+                    uppers[t] = upper;
+                    middles[t] = middle;
+                    lowers[t] = lower;
+                    widths[t] = (upper - lower) / middle;
                 }
+                (*total, *total2) = (sum, sum2);
             }
             Kernel::Kdj { n, m1, m2, k, d } => {
                 let (n, m1, m2) = (*n, *m1 as f64, *m2 as f64);
-                // The `ta` crate's windowed extremes, fed the window's rows
-                // before `from` when resuming.
+                let (mut kv, mut dv) = (*k, *d);
                 let mut highest = Maximum::new(n).expect("n >= 1");
                 let mut lowest = Minimum::new(n).expect("n >= 1");
                 for t in from.saturating_sub(n - 1)..from {
                     highest.next(x.high[t]);
                     lowest.next(x.low[t]);
                 }
+                let [ks, ds, js] = out else {
+                    unreachable!("KDJ has three columns")
+                };
                 for t in from..len {
                     let hh = highest.next(x.high[t]);
                     let ll = lowest.next(x.low[t]);
@@ -441,42 +464,49 @@ impl Kernel {
                     } else {
                         50.0
                     };
-                    *k = ((m1 - 1.0) * *k + rsv) / m1;
-                    *d = ((m2 - 1.0) * *d + *k) / m2;
-                    out[0][t] = *k;
-                    out[1][t] = *d;
-                    out[2][t] = 3.0 * *k - 2.0 * *d;
+                    kv = ((m1 - 1.0) * kv + rsv) / m1;
+                    dv = ((m2 - 1.0) * dv + kv) / m2;
+                    ks[t] = kv;
+                    ds[t] = dv;
+                    js[t] = 3.0 * kv - 2.0 * dv;
                 }
+                (*k, *d) = (kv, dv);
             }
             Kernel::Atr { n, sum, prev } => {
                 let n = *n;
+                let (mut s, mut atr) = (*sum, *prev);
+                let col = &mut out[0];
                 for t in from.max(1)..len {
                     let tr = true_range(x, t);
                     if t < n {
-                        *sum += tr;
+                        s += tr;
                     } else if t == n {
-                        *sum += tr;
-                        *prev = *sum / n as f64;
-                        out[0][t] = *prev;
+                        s += tr;
+                        atr = s / n as f64;
+                        col[t] = atr;
                     } else {
-                        *prev *= (n - 1) as f64;
-                        *prev += tr;
-                        *prev /= n as f64;
-                        out[0][t] = *prev;
+                        atr *= (n - 1) as f64;
+                        atr += tr;
+                        atr /= n as f64;
+                        col[t] = atr;
                     }
                 }
+                (*sum, *prev) = (s, atr);
             }
             Kernel::Obv { prev } => {
+                let mut obv = *prev;
+                let col = &mut out[0];
                 for t in from..len {
                     if t == 0 {
-                        *prev = x.volume[0];
+                        obv = x.volume[0];
                     } else if c[t] > c[t - 1] {
-                        *prev += x.volume[t];
+                        obv += x.volume[t];
                     } else if c[t] < c[t - 1] {
-                        *prev -= x.volume[t];
+                        obv -= x.volume[t];
                     }
-                    out[0][t] = *prev;
+                    col[t] = obv;
                 }
+                *prev = obv;
             }
             Kernel::Return { n } => {
                 for t in from.max(*n)..len {
