@@ -457,6 +457,7 @@ impl KeyFileWriter {
             .set_statistics_enabled(EnabledStatistics::None)
             .set_column_statistics_enabled(ColumnPath::from(key_column), EnabledStatistics::Chunk)
             .set_column_statistics_enabled(ColumnPath::from(date_column), EnabledStatistics::Chunk)
+            .set_offset_index_disabled(true)
             .set_created_by(format!("kiln {}", env!("CARGO_PKG_VERSION")))
             .build();
         Self {
