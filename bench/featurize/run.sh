@@ -8,7 +8,7 @@
 # day for every symbol, preheated and featurized incrementally.
 #
 #   bench/featurize/run.sh          # needs `make build`
-#   SYMBOLS=5000 DAYS=750 ROUNDS=3 bench/featurize/run.sh
+#   SYMBOLS=5000 DAYS=750 ROUNDS=3 bench/featurize/run.sh   # ~12 min on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 symbols="${SYMBOLS:-5000}"
@@ -22,6 +22,10 @@ mkdir -p "$work"
 measure() {
   local name=$1; shift
   local log="$work/$name.time"
+  # What earlier contenders left unwritten goes to disk first: else a tool
+  # that syncs its output (kiln's stages do, pandas does not) waits for the
+  # previous one's writeback too.
+  sync
   /usr/bin/time -v "$@" > "$work/$name.out" 2> "$log"
   local wall rss
   wall=$(grep "Elapsed (wall clock)" "$log" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
@@ -45,11 +49,19 @@ cat "$work/kline"/*.parquet > /dev/null   # every contender reads from the page 
 # Each contender writes into a directory of its own, and nothing is deleted
 # until the end: ext4's inode allocation slows down for minutes after mass
 # deletes, which would tax whoever runs next.
+# Alternating rounds: the VM's speed drifts by tens of percent within
+# minutes, so the contenders share each stretch of it; medians are compared.
 for r in $(seq 1 "$rounds"); do
   measure "kiln-featurize-$r" ./target/release/kiln-featurize --input "$work/kline" --out "$work/kiln-$r" -q
+  measure "pandas-rolling-ewm-$r" "$py" bench/featurize/pandas_features.py "$work/kline" "$work/pandas-$r"
+  measure "talib-pandas-$r" "$py" bench/featurize/pandas_features.py "$work/kline" "$work/talib-$r" --talib
 done
-measure "pandas-rolling-ewm" "$py" bench/featurize/pandas_features.py "$work/kline" "$work/pandas"
-measure "talib-pandas" "$py" bench/featurize/pandas_features.py "$work/kline" "$work/talib" --talib
+median() { grep "^$1-[0-9]* " "$work/results.txt" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+kiln=$(median kiln-featurize)
+for other in pandas-rolling-ewm talib-pandas; do
+  awk -v k="$kiln" -v o="$(median "$other")" -v n="$other" \
+    'BEGIN {printf "%-34s %8.2f s median; kiln-featurize (%.2f s) is %.1fx faster\n", n, o, k, o / k}' | tee -a "$work/results.txt"
+done
 
 # Peak RSS as the input grows: flat is the product.
 for n in 500 1000 2500 "$symbols"; do

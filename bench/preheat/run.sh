@@ -41,6 +41,10 @@ echo "table $table: $(sql "SELECT COUNT(*) FROM $table") rows" >&2
 measure() {
   local name=$1; shift
   local log="$work/$name.time"
+  # What earlier contenders left unwritten goes to disk first: else a tool
+  # that syncs its output (kiln's stages do, pandas does not) waits for the
+  # previous one's writeback too.
+  sync
   /usr/bin/time -v "$@" > "$work/$name.out" 2> "$log"
   local wall rss
   wall=$(grep "Elapsed (wall clock)" "$log" | awk '{print $NF}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
