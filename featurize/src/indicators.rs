@@ -323,6 +323,9 @@ impl Kernel {
                 let (kf, ks, kg) = (per_to_k(f), per_to_k(s), per_to_k(g));
                 let (mut f_sum, mut s_sum, mut g_sum) = (*fast_sum, *slow_sum, *signal_sum);
                 let (mut f_ema, mut s_ema, mut g_ema) = (*fast_ema, *slow_ema, *signal_ema);
+                // TA-Lib seeds both EMAs at row slow−1: the slow one with
+                // the mean of rows 0..slow, the fast one with the mean of
+                // the `fast` rows ending there.
                 let seed_at = s - 1;
                 let first_out = seed_at + g - 1;
                 let [difs, deas, hists] = out else {
@@ -426,6 +429,7 @@ impl Kernel {
                     let mut variance = sum2 / n as f64;
                     sum2 -= trailing * trailing;
                     variance -= middle * middle;
+                    // TA_IS_ZERO_OR_NEG: rounding noise in a flat stretch is 0.
                     let sd = if variance < 0.000_000_01 {
                         0.0
                     } else {
@@ -443,6 +447,8 @@ impl Kernel {
             Kernel::Kdj { n, m1, m2, k, d } => {
                 let (n, m1, m2) = (*n, *m1 as f64, *m2 as f64);
                 let (mut kv, mut dv) = (*k, *d);
+                // The `ta` crate's windowed extremes, fed the window's rows
+                // before `from` when resuming.
                 let mut highest = Maximum::new(n).expect("n >= 1");
                 let mut lowest = Minimum::new(n).expect("n >= 1");
                 for t in from.saturating_sub(n - 1)..from {
