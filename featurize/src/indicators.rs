@@ -265,14 +265,14 @@ impl Kernel {
         true
     }
 
-    /// Compute rows `from..` of this kernel's columns (`out[c][t]`).
+    /// Compute rows `from..len` of this kernel's columns (`out[c][t]`, each
+    /// column `len` long) and leave the state after the last row. Each
+    /// recurrence keeps its state in locals while it loops: through
+    /// `&mut self` every row's value would make a round trip through
+    /// memory, which doubles the latency of the chain of dependent
+    /// operations a recurrence is.
     // Index loops: each step reads several inputs at t and t−n, as the
     // formulas are written.
-    /// Fill rows `from..len` of `out` (one vector per column, each `len`
-    /// long) and leave the state after the last row. Each recurrence keeps
-    /// its state in locals while it loops: through `&mut self` every row's
-    /// value would make a round trip through memory, which doubles the
-    /// latency of the chain of dependent operations a recurrence is.
     #[allow(clippy::needless_range_loop)]
     pub fn run(&mut self, x: &Klines, from: usize, out: &mut [Vec<f64>]) {
         let len = x.len();
