@@ -325,8 +325,15 @@ impl KeyFileTail {
             .with_skip_arrow_metadata(true)
             .with_schema(schema.clone());
         let meta = ArrowReaderMetadata::try_new(self.metadata.clone(), options).map_err(perr)?;
+        // One batch of just these rows: the default (1,024 rows) reserves
+        // buffers far larger than a tail group, in every column.
+        let rows: i64 = groups
+            .clone()
+            .map(|g| self.metadata.row_group(g).num_rows())
+            .sum();
         let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), meta)
             .with_row_groups(groups.collect())
+            .with_batch_size(rows.max(1) as usize)
             .build()
             .map_err(perr)?;
         let mut batches = Vec::new();
@@ -354,7 +361,9 @@ impl KeyFileWriter {
     /// `dir`: rows `..base_rows` (at least one) as the base group, the rest
     /// as the tail group. For a private staging directory: an existing
     /// file with no other link is updated in place (see
-    /// [`write_changed_pages`]), nothing is fsynced.
+    /// [`write_changed_pages`]), nothing is fsynced. With `copy_to`, the
+    /// same bytes also go to a file of that name there (a second staging
+    /// directory that becomes the spare copy a refresh updates in place).
     pub fn write_split(
         &self,
         dir: &Path,
@@ -362,6 +371,7 @@ impl KeyFileWriter {
         batch: &RecordBatch,
         base_rows: usize,
         metadata: &[(String, String)],
+        copy_to: Option<&Path>,
     ) -> Result<(IndexEntry, BaseGroup), ContractError> {
         let file_name = index::key_file_name(key, FileFormat::Parquet);
         let path = dir.join(&file_name);
@@ -390,8 +400,10 @@ impl KeyFileWriter {
             append_row_group(&mut writer, &factory, &tail).map_err(perr)?;
         }
         let bytes = writer.into_inner().map_err(perr)?.bytes;
-        let file = write_changed_pages(&path, &bytes)?;
-        self.finished(&path, file)?;
+        for path in std::iter::once(path).chain(copy_to.map(|d| d.join(&file_name))) {
+            let file = write_changed_pages(&path, &bytes)?;
+            self.finished(&path, file)?;
+        }
         let entry = IndexEntry {
             key: key.to_owned(),
             file: file_name,
@@ -603,7 +615,9 @@ mod tests {
     fn split_files_hold_every_row_and_record_their_base() {
         let (_root, d) = dirs(&["a"]);
         let w = writer(Codec::Snappy);
-        let (entry, base) = w.write_split(&d[0], "a", &batch(0..105), 100, &[]).unwrap();
+        let (entry, base) = w
+            .write_split(&d[0], "a", &batch(0..105), 100, &[], None)
+            .unwrap();
         assert_eq!(
             (entry.rows, entry.first_date, entry.last_date),
             (105, 0, 104)
@@ -638,7 +652,8 @@ mod tests {
         );
         assert_eq!(tail.read_row_groups(0..2, &schema).unwrap(), batch(0..105));
         // All rows in the base: one row group.
-        w.write_split(&d[0], "a", &batch(0..105), 105, &[]).unwrap();
+        w.write_split(&d[0], "a", &batch(0..105), 105, &[], None)
+            .unwrap();
         assert_eq!(KeyFileTail::open(&path).unwrap().row_groups(), 1);
         // A file from the plain writer has no base group.
         let plain = KeyFileWriter::new(
@@ -658,7 +673,8 @@ mod tests {
         let (_root, d) = dirs(&["published", "staging", "fresh"]);
         let w = writer(Codec::Snappy);
         // Version 1 in the staging copy, version 2 published (one more day).
-        w.write_split(&d[1], "a", &batch(0..100), 100, &[]).unwrap();
+        w.write_split(&d[1], "a", &batch(0..100), 100, &[], None)
+            .unwrap();
         let v1 = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
         w.write_after_base(&d[0], "a", &v1, None, &batch(100..101), &[])
             .unwrap();
@@ -713,7 +729,9 @@ mod tests {
     fn only_the_bytes_after_a_known_base_are_written() {
         let (_root, d) = dirs(&["published", "staging", "fresh"]);
         let w = writer(Codec::Snappy);
-        let (e1, b1) = w.write_split(&d[1], "a", &batch(0..100), 100, &[]).unwrap();
+        let (e1, b1) = w
+            .write_split(&d[1], "a", &batch(0..100), 100, &[], None)
+            .unwrap();
         let v1 = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
         w.write_after_base(&d[0], "a", &v1, None, &batch(100..101), &[])
             .unwrap();
@@ -746,8 +764,9 @@ mod tests {
         let (_root, d) = dirs(&["published", "staging"]);
         // Uncompressed: a revised value leaves every size and offset alike.
         let w = writer(Codec::None);
-        w.write_split(&d[0], "a", &batch(0..100), 100, &[]).unwrap();
-        w.write_split(&d[1], "a", &batch_with(0..100, 0.25), 100, &[])
+        w.write_split(&d[0], "a", &batch(0..100), 100, &[], None)
+            .unwrap();
+        w.write_split(&d[1], "a", &batch_with(0..100, 0.25), 100, &[], None)
             .unwrap();
         let published = KeyFileTail::open(&d[0].join("a.parquet")).unwrap();
         let staged = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
@@ -770,7 +789,7 @@ mod tests {
         assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..102));
         // Told the staged file holds the same base, but it has another
         // length than it was said to have: written whole as well.
-        w.write_split(&d[1], "a", &batch_with(0..100, 0.25), 100, &[])
+        w.write_split(&d[1], "a", &batch_with(0..100, 0.25), 100, &[], None)
             .unwrap();
         w.write_after_base(
             &d[1],
@@ -789,7 +808,8 @@ mod tests {
         let (_root, d) = dirs(&["published", "staging"]);
         let w = writer(Codec::Snappy);
         let published = d[0].join("a.parquet");
-        w.write_split(&d[0], "a", &batch(0..100), 100, &[]).unwrap();
+        w.write_split(&d[0], "a", &batch(0..100), 100, &[], None)
+            .unwrap();
         std::fs::hard_link(&published, d[1].join("a.parquet")).unwrap();
         let before = std::fs::read(&published).unwrap();
         let old = KeyFileTail::open(&published).unwrap();
@@ -805,7 +825,7 @@ mod tests {
         let (_root, d) = dirs(&["a", "b"]);
         let w = writer(Codec::None);
         let days = 0..20_000;
-        w.write_split(&d[0], "a", &batch(days.clone()), 19_990, &[])
+        w.write_split(&d[0], "a", &batch(days.clone()), 19_990, &[], None)
             .unwrap();
         let path = d[0].join("a.parquet");
         assert!(std::fs::metadata(&path).unwrap().len() > 2 * TAIL_READ);

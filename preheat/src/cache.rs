@@ -282,6 +282,9 @@ pub type SpareFiles = HashMap<String, (BaseGroup, u64)>;
 pub struct StagingView {
     pub dir: PathBuf,
     pub spare: SpareFiles,
+    /// Where every file written whole also goes, while the cache has no
+    /// published version (see [`Staging::begin`]).
+    pub twin: Option<PathBuf>,
 }
 
 /// The staging copy of a cache being updated.
@@ -291,9 +294,17 @@ pub struct StagingView {
 /// hard links when there is none. Files about to be rewritten keep their
 /// previous version there: the writers overwrite those in place, which on
 /// ext4 costs a fraction of creating new files and deleting old ones.
+///
+/// A cache's first run (nothing published yet) writes every file twice:
+/// into the staging copy and into a *twin* that its first publish makes the
+/// spare. Without it the first refresh would have no spare and would create
+/// every file it refreshes anew — as costly as copying the cache, which is
+/// cheaper done while the files are written (the bytes are in memory, and
+/// the full fetch waits on the server more than on the disk).
 pub struct Staging {
     out: PathBuf,
     dir: Option<StagingDir>,
+    twin: Option<StagingDir>,
     /// Shared with the writers, swapped at checkpoints.
     pub view: Arc<RwLock<StagingView>>,
     published_before: bool,
@@ -307,13 +318,22 @@ impl Staging {
         // An empty directory made by the user is replaced like a cache.
         let published_before = out.exists();
         let (dir, spare) = Self::copy_of(out, skip)?;
+        // Twins of killed first runs go, whether or not this run makes one.
+        kiln_contracts::atomic::clean_stale(&spare_path(out))?;
+        let twin = if out.is_dir() {
+            None
+        } else {
+            Some(StagingDir::create(&spare_path(out))?)
+        };
         let view = Arc::new(RwLock::new(StagingView {
             dir: dir.path().to_path_buf(),
             spare,
+            twin: twin.as_ref().map(|t| t.path().to_path_buf()),
         }));
         Ok(Self {
             out: out.to_path_buf(),
             dir: Some(dir),
+            twin,
             view,
             published_before,
             publishes: 0,
@@ -386,14 +406,7 @@ impl Staging {
             .as_ref()
             .expect("staging present until the end")
             .path();
-        let wanted: HashSet<&str> = keys.values().map(|s| s.entry.file.as_str()).collect();
-        for name in key_files(dir)? {
-            if !wanted.contains(name.as_str()) {
-                let p = dir.join(&name);
-                std::fs::remove_file(&p).map_err(|e| PreheatError::io(&p, e))?;
-            }
-        }
-        Ok(())
+        remove_unlisted(dir, keys)
     }
 
     /// Publish `keys` as the cache; `written` are the files this run wrote.
@@ -425,6 +438,10 @@ impl Staging {
         self.fill_in(keys, written)?;
         let dir = self.dir.take().expect("staging present until the end");
         write_index_and_manifest(dir.path(), keys, spec)?;
+        if let Some(twin) = self.twin.take() {
+            publish_twin(dir.path(), twin, keys)?;
+            view.twin = None;
+        }
         let indexed = started.elapsed();
         dir.publish_keeping(self.published_before, &spare_path(&self.out))?;
         tracing::debug!(
@@ -439,11 +456,52 @@ impl Staging {
             *view = StagingView {
                 dir: next.path().to_path_buf(),
                 spare,
+                twin: None,
             };
             self.dir = Some(next);
         }
         Ok(())
     }
+}
+
+/// Make `twin` the spare: a copy of the staging directory `staging` (its
+/// key files were written twice, see [`Staging`]), made durable and renamed
+/// into place before the cache itself is published (a spare without a
+/// cache is removed by the next run).
+fn publish_twin(
+    staging: &Path,
+    twin: StagingDir,
+    keys: &BTreeMap<String, KeyState>,
+) -> Result<(), PreheatError> {
+    remove_unlisted(twin.path(), keys)?;
+    // Every key file is there already, unless writing its copy failed after
+    // the file itself was written.
+    let copy = |name: &str| {
+        let to = twin.path().join(name);
+        std::fs::copy(staging.join(name), &to).map_err(|e| PreheatError::io(&to, e))
+    };
+    for state in keys.values() {
+        let len = std::fs::metadata(twin.path().join(&state.entry.file)).map(|m| m.len());
+        if len.ok() != Some(state.entry.bytes) {
+            copy(&state.entry.file)?;
+        }
+    }
+    copy(manifest::INDEX_FILE)?;
+    copy(manifest::MANIFEST_FILE)?;
+    twin.publish(true)?;
+    Ok(())
+}
+
+/// Remove key files of `dir` that no key points at.
+fn remove_unlisted(dir: &Path, keys: &BTreeMap<String, KeyState>) -> Result<(), PreheatError> {
+    let wanted: HashSet<&str> = keys.values().map(|s| s.entry.file.as_str()).collect();
+    for name in key_files(dir)? {
+        if !wanted.contains(name.as_str()) {
+            let p = dir.join(&name);
+            std::fs::remove_file(&p).map_err(|e| PreheatError::io(&p, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Write `_index.parquet` (with `fetched_at` and `null_counts`) and

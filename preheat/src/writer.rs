@@ -2,7 +2,6 @@
 //! incremental fetch over the cached rows, write into the staging copy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
@@ -151,7 +150,7 @@ impl WriteContext {
             });
         }
         let nulls = null_counts(&merged);
-        let (entry, base) = self.store(&symbol, &merged, &staging.dir)?;
+        let (entry, base) = self.store(&symbol, &merged, staging)?;
         Ok(Outcome::Written {
             symbol,
             entry,
@@ -272,7 +271,7 @@ impl WriteContext {
         &self,
         symbol: &str,
         batch: &RecordBatch,
-        staging: &Path,
+        staging: &StagingView,
     ) -> Result<(IndexEntry, BaseGroup), String> {
         let metadata = self.metadata_for(batch, 0);
         // The overlap window goes to the tail group: the next refresh
@@ -285,7 +284,14 @@ impl WriteContext {
             .take_while(|d| d.is_some_and(|d| d <= last - overlap))
             .count();
         self.writer
-            .write_split(staging, symbol, batch, base_rows, &metadata)
+            .write_split(
+                &staging.dir,
+                symbol,
+                batch,
+                base_rows,
+                &metadata,
+                staging.twin.as_deref(),
+            )
             .map_err(|e| e.to_string())
     }
 }

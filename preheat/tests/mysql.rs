@@ -312,6 +312,25 @@ fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
         assert_eq!(groups, 1, "{symbol}: one base group after a full fetch");
         assert!(base.is_some(), "{symbol}");
     }
+    // The first run also leaves the spare: the same files, byte for byte,
+    // none of them a link to a published one, and the same index.
+    assert_no_leftovers(&cache);
+    let published = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path());
+    let mut files = 0;
+    for path in published {
+        let copy = spare.join(path.file_name().unwrap());
+        assert_eq!(
+            std::fs::read(&copy).unwrap(),
+            std::fs::read(&path).unwrap(),
+            "{}",
+            copy.display()
+        );
+        assert_eq!(std::fs::metadata(&copy).unwrap().nlink(), 1);
+        files += 1;
+    }
+    assert_eq!(std::fs::read_dir(&spare).unwrap().count(), files);
 
     // Ten nights of one new day each.
     for night in 0..10 {
@@ -323,7 +342,9 @@ fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
                 (p.clone(), std::fs::read(&p).unwrap())
             })
             .collect();
-        let spare_inode = std::fs::metadata(spare.join("000001.parquet")).map(|m| m.ino());
+        let spare_inode = std::fs::metadata(spare.join("000001.parquet"))
+            .unwrap()
+            .ino();
         let summary = run_ok(&url, &table, &cache, &["--ttl", "0s"]);
         assert_eq!(summary["failed"].as_array().unwrap().len(), 0, "{summary}");
         for (symbol, groups, base) in layouts(&cache) {
@@ -342,17 +363,15 @@ fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
                 "night {night}, {symbol}: base kept"
             );
         }
-        // From the second night on, the spare (the version before last)
-        // was updated in place and published.
-        if let Ok(inode) = spare_inode {
-            let published = std::fs::metadata(cache.join("000001.parquet"))
-                .unwrap()
-                .ino();
-            assert_eq!(
-                published, inode,
-                "night {night}: the spare's file was reused"
-            );
-        }
+        // Every night, the first too, the spare (the version before last,
+        // or the first run's copy) was updated in place and published.
+        let published = std::fs::metadata(cache.join("000001.parquet"))
+            .unwrap()
+            .ino();
+        assert_eq!(
+            published, spare_inode,
+            "night {night}: the spare's file was reused"
+        );
         assert_no_leftovers(&cache);
     }
     let full = |name: &str| {
@@ -566,13 +585,28 @@ fn injection_shaped_and_path_shaped_symbols_are_just_symbols() {
                 "kline",
                 "all",
                 ".kline.kiln-preheat.lock",
-                ".all.kiln-preheat.lock"
+                ".all.kiln-preheat.lock",
+                ".kline.kiln-spare",
+                ".all.kiln-spare"
             ]
             .contains(&name.as_str()),
             "{name} escaped"
         );
     }
     assert!(!dir.path().join("etc.parquet").exists() && !dir.path().join("etc").exists());
+    // The spares (copies of the caches) hold the same, encoded, names.
+    let names = |d: &std::path::Path| {
+        let mut n: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    };
+    for cache in ["kline", "all"] {
+        let spare = dir.path().join(format!(".{cache}.kiln-spare"));
+        assert_eq!(names(&spare), names(&dir.path().join(cache)));
+    }
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
 
