@@ -318,11 +318,12 @@ impl Staging {
         // An empty directory made by the user is replaced like a cache.
         let published_before = out.exists();
         let (dir, spare) = Self::copy_of(out, skip)?;
-        // Twins of killed first runs go, whether or not this run makes one.
-        kiln_contracts::atomic::clean_stale(&spare_path(out))?;
         let twin = if out.is_dir() {
+            // Twins of killed first runs go, should a cache exist by now.
+            kiln_contracts::atomic::clean_stale(&spare_path(out))?;
             None
         } else {
+            // Creating one removes them too.
             Some(StagingDir::create(&spare_path(out))?)
         };
         let view = Arc::new(RwLock::new(StagingView {
