@@ -428,6 +428,90 @@ fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
 
+/// A first run killed after its twin became the spare but before the cache
+/// was published leaves a spare with no cache beside it, and maybe a dead
+/// run's staging copy and twin. The next run must not trust that spare: it
+/// starts over, clears the dead runs' directories and leaves a fresh spare.
+/// A spare file whose length is not what the spare's index says (damaged,
+/// or the index gone) is rewritten whole on the next night, never patched.
+#[test]
+fn an_orphan_spare_is_rebuilt_and_damaged_spare_files_are_rewritten_whole() {
+    let (url, table) = (url(), table("orphan_spare"));
+    let all = spec(5, 70);
+    let first = 60;
+    load(
+        &url,
+        &table,
+        &KlineSpec {
+            days: first,
+            ..all.clone()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let spare = dir.path().join(".cache.kiln-spare");
+    run_ok(&url, &table, &cache, &[]);
+    let expected = cache_rows(&cache);
+
+    // The state a kill between the two renames leaves: the cache never
+    // published (its staging copy is a dead run's), a spare whose files
+    // need not match anything, and a dead run's twin.
+    std::fs::rename(&cache, dir.path().join(".cache.kiln-staging.dead")).unwrap();
+    std::fs::write(spare.join("000001.parquet"), b"not the cached file").unwrap();
+    let stale_twin = dir.path().join("..cache.kiln-spare.kiln-staging.dead");
+    std::fs::create_dir(&stale_twin).unwrap();
+    std::fs::write(stale_twin.join("000001.parquet"), b"half a file").unwrap();
+    run_ok(&url, &table, &cache, &[]);
+    assert_no_leftovers(&cache);
+    assert!(!stale_twin.exists(), "the dead run's twin is removed");
+    assert_eq!(cache_rows(&cache), expected);
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        let copy = spare.join(path.file_name().unwrap());
+        assert!(
+            std::fs::read(&copy).unwrap() == std::fs::read(&path).unwrap(),
+            "{}: the spare is a fresh copy",
+            copy.display()
+        );
+    }
+
+    let full = |name: &str| {
+        let out = dir.path().join(name);
+        run_ok(&url, &table, &out, &[]);
+        cache_rows(&out)
+    };
+    // Night 1: two spare files damaged (one longer, one cut short).
+    insert_days(&url, &table, &all, first..first + 1);
+    let mut key_files: Vec<_> = std::fs::read_dir(&spare)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('_'))
+        .collect();
+    key_files.sort();
+    let (longer, shorter) = (&key_files[0], &key_files[1]);
+    let mut bytes = std::fs::read(longer).unwrap();
+    bytes.extend_from_slice(b"junk");
+    std::fs::write(longer, bytes).unwrap();
+    let len = std::fs::metadata(shorter).unwrap().len();
+    std::fs::File::options()
+        .write(true)
+        .open(shorter)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let summary = run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+    assert_eq!(summary["failed"].as_array().unwrap().len(), 0, "{summary}");
+    assert_eq!(cache_rows(&cache), full("full-night-1"));
+
+    // Night 2: the spare's index gone; every file is rewritten whole.
+    insert_days(&url, &table, &all, first + 1..first + 2);
+    std::fs::remove_file(spare.join("_index.parquet")).unwrap();
+    run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+    assert_eq!(cache_rows(&cache), full("full-night-2"));
+    assert_no_leftovers(&cache);
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
 fn before_index(spec: &KlineSpec, symbol: &str) -> usize {
     (0..spec.symbols)
         .find(|&i| spec.symbol(i) == symbol)
