@@ -2,7 +2,9 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use kiln_contracts::KeyedDataset;
@@ -224,6 +226,35 @@ fn insert_days(url: &str, table: &str, spec: &KlineSpec, days: std::ops::Range<u
     });
 }
 
+/// `table` loaded with `all`'s first `days` trading days and preheated
+/// into `cache` in a new temp dir: the dir, the cache and its spare.
+fn preheated_first_days(
+    url: &str,
+    table: &str,
+    all: &KlineSpec,
+    days: usize,
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    load(
+        url,
+        table,
+        &KlineSpec {
+            days,
+            ..all.clone()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let spare = dir.path().join(".cache.kiln-spare");
+    run_ok(url, table, &cache, &[]);
+    (dir, cache, spare)
+}
+
+/// The rows of a full preheat of `table` into `out` (a new directory).
+fn full_preheat(url: &str, table: &str, out: &Path) -> BTreeMap<String, Vec<Row>> {
+    run_ok(url, table, out, &[]);
+    cache_rows(out)
+}
+
 /// Row groups and base group of each cached file.
 fn layouts(
     dir: &std::path::Path,
@@ -296,18 +327,7 @@ fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
     let (url, table) = (url(), table("nights"));
     let all = spec(6, 220);
     let first = 40;
-    load(
-        &url,
-        &table,
-        &KlineSpec {
-            days: first,
-            ..all.clone()
-        },
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let spare = dir.path().join(".cache.kiln-spare");
-    run_ok(&url, &table, &cache, &[]);
+    let (dir, cache, spare) = preheated_first_days(&url, &table, &all, first);
     for (symbol, groups, base) in layouts(&cache) {
         assert_eq!(groups, 1, "{symbol}: one base group after a full fetch");
         assert!(base.is_some(), "{symbol}");
@@ -374,11 +394,7 @@ fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
         );
         assert_no_leftovers(&cache);
     }
-    let full = |name: &str| {
-        let out = dir.path().join(name);
-        run_ok(&url, &table, &out, &[]);
-        cache_rows(&out)
-    };
+    let full = |name: &str| full_preheat(&url, &table, &dir.path().join(name));
     assert_eq!(cache_rows(&cache), full("full-after-ten-nights"));
 
     // Half a year at once: every tail would pass its limit, so each file
@@ -439,18 +455,7 @@ fn an_orphan_spare_is_rebuilt_and_damaged_spare_files_are_rewritten_whole() {
     let (url, table) = (url(), table("orphan_spare"));
     let all = spec(5, 70);
     let first = 60;
-    load(
-        &url,
-        &table,
-        &KlineSpec {
-            days: first,
-            ..all.clone()
-        },
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let cache = dir.path().join("cache");
-    let spare = dir.path().join(".cache.kiln-spare");
-    run_ok(&url, &table, &cache, &[]);
+    let (dir, cache, spare) = preheated_first_days(&url, &table, &all, first);
     let expected = cache_rows(&cache);
 
     // The state a kill between the two renames leaves: the cache never
@@ -475,11 +480,7 @@ fn an_orphan_spare_is_rebuilt_and_damaged_spare_files_are_rewritten_whole() {
         );
     }
 
-    let full = |name: &str| {
-        let out = dir.path().join(name);
-        run_ok(&url, &table, &out, &[]);
-        cache_rows(&out)
-    };
+    let full = |name: &str| full_preheat(&url, &table, &dir.path().join(name));
     // Night 1: two spare files damaged (one longer, one cut short).
     insert_days(&url, &table, &all, first..first + 1);
     let mut key_files: Vec<_> = std::fs::read_dir(&spare)
