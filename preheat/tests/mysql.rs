@@ -255,6 +255,24 @@ fn full_preheat(url: &str, table: &str, out: &Path) -> BTreeMap<String, Vec<Row>
     cache_rows(out)
 }
 
+/// `spare` holds the same files as `cache`, byte for byte, none of them a
+/// link to a published one, and the same index.
+fn assert_spare_copies(cache: &Path, spare: &Path) {
+    let mut files = 0;
+    for entry in std::fs::read_dir(cache).unwrap() {
+        let path = entry.unwrap().path();
+        let copy = spare.join(path.file_name().unwrap());
+        assert!(
+            std::fs::read(&copy).unwrap() == std::fs::read(&path).unwrap(),
+            "{}: not a copy of the published file",
+            copy.display()
+        );
+        assert_eq!(std::fs::metadata(&copy).unwrap().nlink(), 1);
+        files += 1;
+    }
+    assert_eq!(std::fs::read_dir(spare).unwrap().count(), files);
+}
+
 /// Row groups and base group of each cached file.
 fn layouts(
     dir: &std::path::Path,
@@ -332,25 +350,9 @@ fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
         assert_eq!(groups, 1, "{symbol}: one base group after a full fetch");
         assert!(base.is_some(), "{symbol}");
     }
-    // The first run also leaves the spare: the same files, byte for byte,
-    // none of them a link to a published one, and the same index.
+    // The first run also leaves the spare.
     assert_no_leftovers(&cache);
-    let published = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().path());
-    let mut files = 0;
-    for path in published {
-        let copy = spare.join(path.file_name().unwrap());
-        assert_eq!(
-            std::fs::read(&copy).unwrap(),
-            std::fs::read(&path).unwrap(),
-            "{}",
-            copy.display()
-        );
-        assert_eq!(std::fs::metadata(&copy).unwrap().nlink(), 1);
-        files += 1;
-    }
-    assert_eq!(std::fs::read_dir(&spare).unwrap().count(), files);
+    assert_spare_copies(&cache, &spare);
 
     // Ten nights of one new day each.
     for night in 0..10 {
@@ -470,15 +472,7 @@ fn an_orphan_spare_is_rebuilt_and_damaged_spare_files_are_rewritten_whole() {
     assert_no_leftovers(&cache);
     assert!(!stale_twin.exists(), "the dead run's twin is removed");
     assert_eq!(cache_rows(&cache), expected);
-    for entry in std::fs::read_dir(&cache).unwrap() {
-        let path = entry.unwrap().path();
-        let copy = spare.join(path.file_name().unwrap());
-        assert!(
-            std::fs::read(&copy).unwrap() == std::fs::read(&path).unwrap(),
-            "{}: the spare is a fresh copy",
-            copy.display()
-        );
-    }
+    assert_spare_copies(&cache, &spare);
 
     let full = |name: &str| full_preheat(&url, &table, &dir.path().join(name));
     // Night 1: two spare files damaged (one longer, one cut short).
