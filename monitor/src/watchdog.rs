@@ -86,7 +86,12 @@ struct Journal {
 
 impl Journal {
     fn t(&self) -> f64 {
-        (self.start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+        self.t_at(Instant::now())
+    }
+
+    /// Seconds since the start at `at`, to the millisecond.
+    fn t_at(&self, at: Instant) -> f64 {
+        ((at - self.start).as_secs_f64() * 1000.0).round() / 1000.0
     }
 
     /// A log that cannot be written (disk full) is dropped with one
@@ -192,8 +197,11 @@ pub fn watch(
                         humantime::format_duration(settings.grace)
                     );
                     target.signal_tree(Signal::TERM, &sample.pids);
+                    // The grace runs from the SIGTERM as logged: the log's
+                    // SIGKILL is never less than the grace after it.
+                    let sent = Instant::now();
                     journal.emit(Record::Kill {
-                        t: journal.t(),
+                        t: journal.t_at(sent),
                         unix_ms: unix_ms(),
                         signal: "SIGTERM".into(),
                         reason,
@@ -201,7 +209,7 @@ pub fn watch(
                         pids: sample.pids.clone(),
                     });
                     phase = Phase::Terminating {
-                        deadline: now + settings.grace,
+                        deadline: sent + settings.grace,
                     };
                 }
             }
