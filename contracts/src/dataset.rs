@@ -394,6 +394,16 @@ pub struct KeyFileWriter {
     prepared: Arc<std::sync::Mutex<Option<(SchemaRef, ArrowWriterOptions)>>>,
 }
 
+/// The length of a whole parquet file's trailer: the footer (the file's
+/// metadata, through which readers find every column chunk by offset), its
+/// length and the closing magic.
+fn parquet_trailer_len(file: &[u8]) -> usize {
+    let n = file.len();
+    assert!(n >= 12 && &file[n - 4..] == b"PAR1", "a whole parquet file");
+    let footer = u32::from_le_bytes(file[n - 8..n - 4].try_into().expect("4 bytes"));
+    footer as usize + 8
+}
+
 /// Make `path` hold exactly `bytes`. An existing file with no other link is
 /// updated in place, writing only the 4 KiB pages that differ: a key file
 /// rewritten with a few rows appended changes a page or two, and on ext4
@@ -590,13 +600,14 @@ impl KeyFileWriter {
             None
         } else {
             let (file, len) = if self.direct_io {
-                let buf = self.encode_parquet(
+                let mut buf = self.encode_parquet(
                     crate::direct::AlignedBuf::default(),
                     &path,
                     key,
                     batch,
                     metadata,
                 )?;
+                buf.pad_before_tail(parquet_trailer_len(buf.as_ref()));
                 let len = buf.len() as u64;
                 (crate::direct::write_file(&path, buf)?, Some(len))
             } else if self.reuse_files {

@@ -47,6 +47,25 @@ impl AlignedBuf {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Insert zeros before the last `tail_len` bytes so that the length is
+    /// a whole number of blocks: [`write_file`] then writes the whole file
+    /// with O_DIRECT and leaves no partial block in the page cache. For a
+    /// format whose readers find everything through offsets kept in a
+    /// trailer (parquet's footer), the gap before the trailer is never read
+    /// (parquet-mr pads row groups the same way, `parquet.writer.max-padding`).
+    pub fn pad_before_tail(&mut self, tail_len: usize) {
+        let len = self.0.len();
+        assert!(tail_len <= len, "a tail longer than the buffer");
+        let pad = len.next_multiple_of(ALIGN) - len;
+        if pad == 0 {
+            return;
+        }
+        self.0.resize(len + pad, 0);
+        self.0
+            .copy_within(len - tail_len..len, len - tail_len + pad);
+        self.0[len - tail_len..len - tail_len + pad].fill(0);
+    }
 }
 
 impl Write for AlignedBuf {
@@ -202,6 +221,29 @@ mod tests {
                 let back = std::fs::read(&path).unwrap();
                 assert!(back == bytes, "{len} bytes over {old_len:?}");
             }
+        }
+    }
+
+    #[test]
+    fn padding_goes_before_the_tail_and_makes_whole_blocks() {
+        for (len, tail) in [
+            (0usize, 0usize),
+            (1, 1),
+            (10, 4),
+            (4095, 100),
+            (4096, 8),
+            (5000, 5000),
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 251 + 1) as u8).collect();
+            let mut buf = AlignedBuf::default();
+            buf.write_all(&bytes).unwrap();
+            buf.pad_before_tail(tail);
+            let padded = buf.as_ref();
+            assert_eq!(padded.len(), len.next_multiple_of(ALIGN), "{len}");
+            let pad = padded.len() - len;
+            assert_eq!(&padded[..len - tail], &bytes[..len - tail]);
+            assert!(padded[len - tail..len - tail + pad].iter().all(|&b| b == 0));
+            assert_eq!(&padded[padded.len() - tail..], &bytes[len - tail..]);
         }
     }
 
