@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::PreheatError;
 use crate::plan::Cached;
 use crate::rows::format_date_value;
+use crate::spare::{self, FileState};
 use crate::summary::CacheTotals;
 
 pub const PRODUCER: &str = "kiln-preheat";
@@ -276,7 +277,16 @@ fn key_files(dir: &Path) -> Result<Vec<String>, PreheatError> {
 /// What a staging copy's own files (older versions kept from the spare)
 /// are known to hold, from the spare's index: base group and length, by
 /// file name. Writers use it to write only what follows a base.
-pub type SpareFiles = HashMap<String, (BaseGroup, u64)>;
+pub type SpareFiles = HashMap<String, FileState>;
+
+/// Key files a run has dealt with so far.
+#[derive(Debug, Default)]
+pub struct RunFiles {
+    /// Written into the staging copy.
+    pub written: HashSet<String>,
+    /// Asked of the source and found as cached: never touched by a writer.
+    pub unchanged: HashSet<String>,
+}
 
 /// Where writers put files now; a checkpoint swaps it.
 pub struct StagingView {
@@ -304,6 +314,8 @@ pub struct StagingView {
 pub struct Staging {
     out: PathBuf,
     dir: Option<StagingDir>,
+    /// Files of `dir` already made equal to the published ones.
+    caught_up: HashSet<String>,
     twin: Option<StagingDir>,
     /// Shared with the writers, swapped at checkpoints.
     pub view: Arc<RwLock<StagingView>>,
@@ -317,7 +329,7 @@ impl Staging {
     pub fn begin(out: &Path, skip: &HashSet<String>) -> Result<Self, PreheatError> {
         // An empty directory made by the user is replaced like a cache.
         let published_before = out.exists();
-        let (dir, spare) = Self::copy_of(out, skip)?;
+        let (dir, spare, caught_up) = Self::copy_of(out, skip)?;
         let twin = if out.is_dir() {
             // Twins of killed first runs go, should a cache exist by now.
             kiln_contracts::atomic::clean_stale(&spare_path(out))?;
@@ -334,6 +346,7 @@ impl Staging {
         Ok(Self {
             out: out.to_path_buf(),
             dir: Some(dir),
+            caught_up,
             twin,
             view,
             published_before,
@@ -341,14 +354,19 @@ impl Staging {
         })
     }
 
+    /// The staging copy of the cache at `out`: its spare (or a new
+    /// directory) with every file but `skip` made the published version —
+    /// in place where the spare's file has the same base group (see
+    /// [`spare::catch_up`]; those are returned), else as a hard link.
     fn copy_of(
         out: &Path,
         skip: &HashSet<String>,
-    ) -> Result<(StagingDir, SpareFiles), PreheatError> {
+    ) -> Result<(StagingDir, SpareFiles, HashSet<String>), PreheatError> {
         let spare = spare_path(out);
+        let mut caught_up = HashSet::new();
         if !out.is_dir() {
             let _ = std::fs::remove_dir_all(&spare);
-            return Ok((StagingDir::create(out)?, SpareFiles::new()));
+            return Ok((StagingDir::create(out)?, SpareFiles::new(), caught_up));
         }
         let published = key_files(out)?;
         let mut spare_files = SpareFiles::new();
@@ -366,21 +384,34 @@ impl Staging {
         } else {
             StagingDir::create(out)?
         };
-        for name in &published {
-            if !skip.contains(name) {
-                owned::relink(&out.join(name), &dir.path().join(name))?;
+        let current = if spare_files.is_empty() {
+            SpareFiles::new()
+        } else {
+            spare_files_of(out)
+        };
+        for name in published.iter().filter(|name| !skip.contains(*name)) {
+            let (from, to) = (out.join(name), dir.path().join(name));
+            match (current.get(name), spare_files.get(name)) {
+                (Some(&now), Some(&staged)) if spare::catch_up(&from, now, &to, staged)? => {
+                    spare_files.insert(name.clone(), now);
+                    caught_up.insert(name.clone());
+                }
+                _ => owned::relink(&from, &to)?,
             }
         }
-        Ok((dir, spare_files))
+        Ok((dir, spare_files, caught_up))
     }
 
-    /// Make every key's file that was not written by this run a link to
-    /// the published one (skipped files whose symbol turned out unchanged or
-    /// failed still hold an older version, or nothing).
+    /// Make every key's file that was not written by this run the
+    /// published one (skipped files whose symbol turned out unchanged or
+    /// failed still hold an older version, or nothing): an unchanged one
+    /// caught up in place where it can be, the rest as hard links. A failed
+    /// one may hold anything a writer left, so it is always linked.
     fn fill_in(
         &self,
         keys: &BTreeMap<String, KeyState>,
-        written: &HashSet<String>,
+        files: &RunFiles,
+        spare_files: &SpareFiles,
     ) -> Result<(), PreheatError> {
         let dir = self
             .dir
@@ -388,11 +419,19 @@ impl Staging {
             .expect("staging present until the end")
             .path();
         for state in keys.values() {
-            if !written.contains(&state.entry.file) {
-                owned::relink(
-                    &self.out.join(&state.entry.file),
-                    &dir.join(&state.entry.file),
-                )?;
+            let name = &state.entry.file;
+            if files.written.contains(name) || self.caught_up.contains(name) {
+                continue;
+            }
+            let (from, to) = (self.out.join(name), dir.join(name));
+            let caught_up = match (state.base, spare_files.get(name)) {
+                (Some(base), Some(&staged)) if files.unchanged.contains(name) => {
+                    spare::catch_up(&from, (base, state.entry.bytes), &to, staged)?
+                }
+                _ => false,
+            };
+            if !caught_up {
+                owned::relink(&from, &to)?;
             }
         }
         Ok(())
@@ -410,19 +449,19 @@ impl Staging {
         remove_unlisted(dir, keys)
     }
 
-    /// Publish `keys` as the cache; `written` are the files this run wrote.
+    /// Publish `keys` as the cache; `files` says what the run did to which.
     /// With `keep_going` (the files still to be rewritten), a new staging
     /// copy of the published cache takes this one's place (a checkpoint).
     pub fn publish(
         &mut self,
         keys: &BTreeMap<String, KeyState>,
-        written: &HashSet<String>,
+        files: &RunFiles,
         spec: &ManifestSpec,
         keep_going: Option<&HashSet<String>>,
     ) -> Result<(), PreheatError> {
         let lock = self.view.clone();
         let mut view = lock.write().expect("staging lock");
-        self.publish_locked(&mut view, keys, written, spec, keep_going)
+        self.publish_locked(&mut view, keys, files, spec, keep_going)
     }
 
     /// [`Staging::publish`] for a caller already holding the staging lock
@@ -431,12 +470,12 @@ impl Staging {
         &mut self,
         view: &mut StagingView,
         keys: &BTreeMap<String, KeyState>,
-        written: &HashSet<String>,
+        files: &RunFiles,
         spec: &ManifestSpec,
         keep_going: Option<&HashSet<String>>,
     ) -> Result<(), PreheatError> {
         let started = std::time::Instant::now();
-        self.fill_in(keys, written)?;
+        self.fill_in(keys, files, &view.spare)?;
         let dir = self.dir.take().expect("staging present until the end");
         write_index_and_manifest(dir.path(), keys, spec)?;
         if let Some(twin) = self.twin.take() {
@@ -453,7 +492,8 @@ impl Staging {
         self.published_before = true;
         self.publishes += 1;
         if let Some(skip) = keep_going {
-            let (next, spare) = Self::copy_of(&self.out, skip)?;
+            let (next, spare, caught_up) = Self::copy_of(&self.out, skip)?;
+            self.caught_up = caught_up;
             *view = StagingView {
                 dir: next.path().to_path_buf(),
                 spare,

@@ -20,6 +20,7 @@ pub mod mysql;
 pub mod plan;
 pub mod redact;
 pub mod rows;
+pub mod spare;
 pub mod summary;
 pub mod writer;
 
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use kiln_contracts::dataset::{Codec, KeyFileWriter};
 use kiln_contracts::{ColumnType, FileFormat};
 
-use crate::cache::{Cache, Identity, KeyState, ManifestSpec, Staging};
+use crate::cache::{Cache, Identity, KeyState, ManifestSpec, RunFiles, Staging};
 use crate::columns::{ColumnMap, KlineSchema};
 pub use crate::error::PreheatError;
 use crate::file_source::FileSource;
@@ -282,7 +283,7 @@ fn fetch_and_publish(
         .filter_map(|(s, _)| keys.get(s).map(|k| k.entry.file.clone()))
         .collect();
     let mut staging = Staging::begin(&opts.out, &pending)?;
-    let mut written: HashSet<String> = HashSet::new();
+    let mut files = RunFiles::default();
     tracing::info!("staging copy ready");
     let fetched_at = now_us();
     let mut metadata = vec![
@@ -400,13 +401,15 @@ fn fetch_and_publish(
         let mut apply = |outcome: Outcome,
                          keys: &mut BTreeMap<String, KeyState>,
                          pending: &mut HashSet<String>,
-                         written: &mut HashSet<String>| {
+                         files: &mut RunFiles| {
             bar.inc(1);
             let file = kiln_contracts::index::key_file_name(outcome.symbol(), FileFormat::Parquet);
             pending.remove(&file);
-            if matches!(outcome, Outcome::Written { .. }) {
-                written.insert(file);
-            }
+            match outcome {
+                Outcome::Written { .. } => files.written.insert(file),
+                Outcome::Unchanged { .. } => files.unchanged.insert(file),
+                Outcome::Missing { .. } | Outcome::Failed { .. } => false,
+            };
             record(outcome, fetched_at, keys, summary)
         };
         let mut admission = Admission {
@@ -417,7 +420,7 @@ fn fetch_and_publish(
         };
         for outcome in &done_rx {
             for outcome in admission.admit(outcome)? {
-                changed += apply(outcome, keys, &mut pending, &mut written);
+                changed += apply(outcome, keys, &mut pending, &mut files);
             }
             if changed > 0 && last_publish.elapsed() >= opts.checkpoint {
                 // With the lock held no writer is between writing a file
@@ -427,17 +430,17 @@ fn fetch_and_publish(
                 let mut view = lock.write().expect("staging lock");
                 for outcome in done_rx.try_iter() {
                     for outcome in admission.admit(outcome)? {
-                        changed += apply(outcome, keys, &mut pending, &mut written);
+                        changed += apply(outcome, keys, &mut pending, &mut files);
                     }
                 }
-                staging.publish_locked(&mut view, keys, &written, spec, Some(&pending))?;
+                staging.publish_locked(&mut view, keys, &files, spec, Some(&pending))?;
                 tracing::info!(symbols = keys.len(), "checkpoint published");
                 last_publish = Instant::now();
                 changed = 0;
             }
         }
         for outcome in admission.finish()? {
-            changed += apply(outcome, keys, &mut pending, &mut written);
+            changed += apply(outcome, keys, &mut pending, &mut files);
         }
         listed = admission.listed;
         let rows = fetching.join().expect("source thread panicked")?;
@@ -451,7 +454,7 @@ fn fetch_and_publish(
     result?;
     if changed > 0 || staging.publishes == 0 {
         staging.prune(keys)?;
-        staging.publish(keys, &written, spec, None)?;
+        staging.publish(keys, &files, spec, None)?;
         tracing::info!("published");
     }
     summary.publishes = staging.publishes as u64;

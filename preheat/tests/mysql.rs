@@ -507,6 +507,58 @@ fn an_orphan_spare_is_rebuilt_and_damaged_spare_files_are_rewritten_whole() {
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
 
+/// Each key file of `dir` (not the index or manifest) and its inode.
+fn key_file_inodes(dir: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('_'))
+        .map(|e| {
+            let ino = e.metadata().unwrap().ino();
+            (e.file_name().to_string_lossy().into_owned(), ino)
+        })
+        .collect()
+}
+
+#[test]
+fn a_night_after_nights_without_new_rows_still_updates_the_spare_in_place() {
+    let (url, table) = (url(), table("quiet_nights"));
+    let all = spec(5, 70);
+    let first = 60;
+    let (dir, cache, spare) = preheated_first_days(&url, &table, &all, first);
+    insert_days(&url, &table, &all, first..first + 1);
+    run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+
+    // A weekend: two runs that find nothing new. The cache's files and the
+    // spare's stay copies of each other, none a link to the other.
+    for _ in 0..2 {
+        let summary = run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+        assert_eq!(summary["unchanged"], 5, "{summary}");
+        for name in key_file_inodes(&cache).keys() {
+            let (published, copy) = (cache.join(name), spare.join(name));
+            assert!(std::fs::read(&copy).unwrap() == std::fs::read(&published).unwrap());
+            assert_eq!(std::fs::metadata(&published).unwrap().nlink(), 1, "{name}");
+        }
+    }
+
+    // The next night updates the spare's own files (it becomes the cache),
+    // rather than creating new ones, and equals a full preheat.
+    let spare_files = key_file_inodes(&spare);
+    insert_days(&url, &table, &all, first + 1..first + 2);
+    let summary = run_ok(&url, &table, &cache, &["--ttl", "0s"]);
+    // (A symbol may have no row that day: unchanged.)
+    let refreshed = summary["fetched_incremental"].as_u64().unwrap();
+    assert!(refreshed >= 3, "{summary}");
+    assert_eq!(summary["fetched_full"], 0, "{summary}");
+    assert_eq!(key_file_inodes(&cache), spare_files, "written in place");
+    assert_eq!(
+        cache_rows(&cache),
+        full_preheat(&url, &table, &dir.path().join("full"))
+    );
+    assert_no_leftovers(&cache);
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
 fn before_index(spec: &KlineSpec, symbol: &str) -> usize {
     (0..spec.symbols)
         .find(|&i| spec.symbol(i) == symbol)
@@ -535,11 +587,15 @@ fn fresh_symbols_are_skipped_and_force_refetches() {
     assert_eq!(again["publishes"], 0, "nothing to publish");
     assert_eq!(inode("000001"), before, "a fresh cache is not touched");
 
-    // Stale but unchanged in the source: asked, nothing rewritten.
+    // Stale but unchanged in the source: asked, nothing rewritten (the
+    // new version's file is the spare's, brought up to the same bytes).
+    let bytes = |s: &str| std::fs::read(out.join(format!("{s}.parquet"))).unwrap();
+    let cached = bytes("000001");
     let stale = run_ok(&url, &table, &out, &["--ttl", "0s"]);
     assert_eq!(stale["unchanged"], 12, "{stale}");
     assert_eq!(stale["files_written"], 0);
-    assert_eq!(inode("000001"), before);
+    assert!(bytes("000001") == cached);
+    let published = inode("000001");
 
     let forced = run_ok(
         &url,
@@ -549,7 +605,11 @@ fn fresh_symbols_are_skipped_and_force_refetches() {
     );
     assert_eq!(forced["fetched_full"], 2);
     assert_eq!(forced["selected"], 2);
-    assert_ne!(inode("000001"), before, "refetched into a new file");
+    assert_ne!(
+        inode("000001"),
+        published,
+        "refetched, never written through"
+    );
     assert_eq!(cache_rows(&out), expected_rows(&spec));
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
