@@ -98,7 +98,9 @@ last=$(sql "SELECT MAX(trade_date) FROM $table")
 added=()
 cleanup() { for d in "${added[@]}"; do sql "DELETE FROM $table WHERE trade_date = '$d'"; done; }
 trap cleanup EXIT
-for night in $(seq 1 "${NIGHTS:-5}"); do
+# One new day in the table, settled, then a refresh measured as `$1`.
+new_day_and_refresh() {
+  local next
   next=$(sql "SELECT DATE_ADD('$last', INTERVAL IF(DAYOFWEEK('$last') = 6, 3, 1) DAY)")
   r() { echo "CRC32(CONCAT(k.symbol, '$next', '$1')) / 4294967295"; }
   sql "INSERT INTO $table
@@ -112,10 +114,21 @@ for night in $(seq 1 "${NIGHTS:-5}"); do
   added+=("$next")
   settle
   last=$next
-  # -v: the phases' timestamps land in the .time file beside the timing.
-  measure "kiln-preheat-refresh-night-$night" ./target/release/kiln-preheat --url "$url" --table "$table" --out "$work/kiln-1" --ttl 0s --json -q -v
-  grep -E '"(fetched_incremental|rows_fetched|files_written)"' "$work/kiln-preheat-refresh-night-$night.out" | tr -d ' ,' | tr '\n' ' '; echo
+  refresh "$1"
+}
+# -v: the phases' timestamps land in the .time file beside the timing.
+refresh() {
+  measure "$1" ./target/release/kiln-preheat --url "$url" --table "$table" --out "$work/kiln-1" --ttl 0s --json -q -v
+  grep -E '"(fetched_incremental|unchanged|rows_fetched|files_written)"' "$work/$1.out" | tr -d ' ,' | tr '\n' ' '; echo
+}
+for night in $(seq 1 "${NIGHTS:-5}"); do
+  new_day_and_refresh "kiln-preheat-refresh-night-$night"
 done
+# A weekend: two nightly runs that find nothing new, then a night with a
+# new day again (its spare must still be updatable in place).
+refresh kiln-preheat-quiet-night-1
+refresh kiln-preheat-quiet-night-2
+new_day_and_refresh kiln-preheat-refresh-after-quiet-nights
 # Each night against the median full preheat.
 full=$(grep '^kiln-preheat-[0-9]' "$work/results.txt" | awk '{print $2}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 grep '^kiln-preheat-refresh' "$work/results.txt" | awk -v full="$full" \
