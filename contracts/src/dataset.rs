@@ -398,10 +398,12 @@ pub struct KeyFileWriter {
 /// metadata, through which readers find every column chunk by offset), its
 /// length and the closing magic.
 fn parquet_trailer_len(file: &[u8]) -> usize {
-    let n = file.len();
-    assert!(n >= 12 && &file[n - 4..] == b"PAR1", "a whole parquet file");
-    let footer = u32::from_le_bytes(file[n - 8..n - 4].try_into().expect("4 bytes"));
-    footer as usize + 8
+    use parquet::file::{metadata::FooterTail, FOOTER_SIZE};
+    let tail = file
+        .last_chunk::<FOOTER_SIZE>()
+        .and_then(|t| FooterTail::try_new(t).ok())
+        .expect("a whole parquet file, just encoded");
+    tail.metadata_length() + FOOTER_SIZE
 }
 
 /// Make `path` hold exactly `bytes`. An existing file with no other link is
