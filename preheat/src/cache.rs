@@ -391,12 +391,10 @@ impl Staging {
         };
         for name in published.iter().filter(|name| !skip.contains(*name)) {
             let (from, to) = (out.join(name), dir.path().join(name));
-            match (current.get(name), spare_files.get(name)) {
-                (Some(&now), Some(&staged)) if spare::catch_up(&from, now, &to, staged)? => {
-                    spare_files.insert(name.clone(), now);
-                    caught_up.insert(name.clone());
-                }
-                _ => owned::relink(&from, &to)?,
+            let now = current.get(name).copied();
+            if spare::take_published(&from, now, &to, spare_files.get(name).copied())? {
+                spare_files.insert(name.clone(), now.expect("caught up from a known state"));
+                caught_up.insert(name.clone());
             }
         }
         Ok((dir, spare_files, caught_up))
@@ -423,16 +421,12 @@ impl Staging {
             if files.written.contains(name) || self.caught_up.contains(name) {
                 continue;
             }
-            let (from, to) = (self.out.join(name), dir.join(name));
-            let caught_up = match (state.base, spare_files.get(name)) {
-                (Some(base), Some(&staged)) if files.unchanged.contains(name) => {
-                    spare::catch_up(&from, (base, state.entry.bytes), &to, staged)?
-                }
-                _ => false,
-            };
-            if !caught_up {
-                owned::relink(&from, &to)?;
-            }
+            let published = state.base.map(|base| (base, state.entry.bytes));
+            let staged = spare_files
+                .get(name)
+                .copied()
+                .filter(|_| files.unchanged.contains(name));
+            spare::take_published(&self.out.join(name), published, &dir.join(name), staged)?;
         }
         Ok(())
     }

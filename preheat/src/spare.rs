@@ -17,6 +17,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 
 use kiln_contracts::append::BaseGroup;
+use kiln_contracts::owned;
 
 use crate::error::PreheatError;
 
@@ -65,6 +66,24 @@ pub fn catch_up(
             .map_err(|e| PreheatError::io(to, e))?;
     }
     Ok(true)
+}
+
+/// Make `to` the published `from`: caught up in place ([`catch_up`]) where
+/// both files' states are known and allow it, else a hard link to `from`.
+/// `true` when caught up.
+pub fn take_published(
+    from: &Path,
+    published: Option<FileState>,
+    to: &Path,
+    staged: Option<FileState>,
+) -> Result<bool, PreheatError> {
+    if let (Some(published), Some(staged)) = (published, staged) {
+        if catch_up(from, published, to, staged)? {
+            return Ok(true);
+        }
+    }
+    owned::relink(from, to)?;
+    Ok(false)
 }
 
 /// Bytes `start..end` of `file`.
