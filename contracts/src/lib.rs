@@ -33,6 +33,7 @@ pub mod manifest;
 pub mod mem;
 pub mod owned;
 pub mod types;
+pub mod writeback;
 
 pub use dataset::KeyedDataset;
 pub use error::ContractError;

@@ -16,6 +16,7 @@ use kiln_contracts::append::BaseGroup;
 use kiln_contracts::atomic::StagingDir;
 use kiln_contracts::manifest::{self, Column, Manifest, Producer, Statistics};
 use kiln_contracts::owned;
+use kiln_contracts::writeback::{self, Writeback};
 use kiln_contracts::{index, ColumnType, IndexEntry, KeyedDataset};
 use serde::{Deserialize, Serialize};
 
@@ -321,6 +322,12 @@ pub struct Staging {
     pub view: Arc<RwLock<StagingView>>,
     published_before: bool,
     pub publishes: usize,
+    /// Writes back what the writers write while they write, when they
+    /// update the spare's files in place (a page or two each): a publish's
+    /// sync then waits for the last moments' writes only. Not while they
+    /// create files: syncs amid thousands of new files cost the run more
+    /// than the final sync they save (full preheat: +0.3 s of 4.8 s).
+    writeback: Option<Writeback>,
 }
 
 impl Staging {
@@ -338,6 +345,11 @@ impl Staging {
             // Creating one removes them too.
             Some(StagingDir::create(&spare_path(out))?)
         };
+        let writeback = if spare.is_empty() {
+            None
+        } else {
+            Some(Writeback::start(dir.path(), writeback::DEFAULT_INTERVAL)?)
+        };
         let view = Arc::new(RwLock::new(StagingView {
             dir: dir.path().to_path_buf(),
             spare,
@@ -351,6 +363,7 @@ impl Staging {
             view,
             published_before,
             publishes: 0,
+            writeback,
         })
     }
 
@@ -470,6 +483,7 @@ impl Staging {
     ) -> Result<(), PreheatError> {
         let started = std::time::Instant::now();
         self.fill_in(keys, files, &view.spare)?;
+        let quiet = self.writeback.as_ref().map(Writeback::quiet).transpose()?;
         let dir = self.dir.take().expect("staging present until the end");
         write_index_and_manifest(dir.path(), keys, spec)?;
         if let Some(twin) = self.twin.take() {
@@ -483,6 +497,7 @@ impl Staging {
             sync_and_swap_ms = (started.elapsed() - indexed).as_millis() as u64,
             "publish"
         );
+        drop(quiet);
         self.published_before = true;
         self.publishes += 1;
         if let Some(skip) = keep_going {
