@@ -319,6 +319,17 @@ impl KeyFileTail {
         if groups.is_empty() {
             return Ok(RecordBatch::new_empty(schema.clone()));
         }
+        if crate::decode::supported(schema) {
+            let reader = Arc::new(self.reader.clone());
+            let mut batches = groups
+                .map(|g| crate::decode::read_row_group(&reader, &self.metadata, g, schema))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(perr)?;
+            return match batches.len() {
+                1 => Ok(batches.pop().expect("one batch")),
+                _ => arrow::compute::concat_batches(schema, &batches).map_err(aerr),
+            };
+        }
         // The caller's schema, not the footer's encoded one (decoding that
         // costs more than the few rows of a tail group).
         let options = ArrowReaderOptions::new()

@@ -23,6 +23,7 @@ pub mod append;
 pub mod atomic;
 pub mod dataset;
 pub mod dates;
+mod decode;
 pub mod direct;
 mod encode;
 pub mod error;
