@@ -180,6 +180,18 @@ impl Column {
             }
             read += records;
         }
+        // A corrupt page could leave values and levels disagreeing: never
+        // shift values into the wrong rows.
+        let present = levels.as_ref().map_or(self.rows, |l| {
+            l.iter().filter(|&&d| d == self.max_def).count()
+        });
+        if levels.as_ref().is_some_and(|l| l.len() != self.rows) || values.len() != present {
+            return Err(ParquetError::General(format!(
+                "a column chunk of {} rows holds {} values for {present} non-null rows",
+                self.rows,
+                values.len()
+            )));
+        }
         Ok((values, levels))
     }
 

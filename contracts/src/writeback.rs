@@ -5,13 +5,13 @@
 //! disk idle while it encodes, then waits for all of it at the end: for
 //! kiln-preheat's nightly refresh (a page or two in each of 5,000 files)
 //! that final sync was a sixth of the run. [`Writeback`] syncs the
-//! filesystem every few milliseconds on a thread of its own, so the final
-//! sync finds only the last moments' writes.
+//! filesystem every [`DEFAULT_INTERVAL`] on a thread of its own, so the
+//! final sync finds only the last moments' writes.
 //!
-//! A writeback error is reported to one sync only: the background sync
-//! that meets it keeps it, and [`Writeback::quiet`] — called before a
-//! publish syncs — hands it over, so a publish never succeeds over a write
-//! the disk lost.
+//! A writeback error is reported by the first sync that meets it, and not
+//! through a directory opened after that: the background sync keeps it,
+//! and [`Writeback::quiet`] — called before a publish syncs — hands it
+//! over, so a publish never succeeds over a write the disk lost.
 
 use std::fs::File;
 use std::io;
