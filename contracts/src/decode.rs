@@ -12,58 +12,55 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Date32Array, Float32Array, Float64Array, Int64Array, PrimitiveArray, RecordBatch,
-    StringArray, StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, ArrowPrimitiveType, PrimitiveArray, RecordBatch, StringArray, StringBuilder,
 };
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::{ArrowPrimitiveType, DataType, SchemaRef, TimeUnit};
+use arrow::datatypes::TimestampMicrosecondType;
+use arrow::datatypes::{Date32Type, Float32Type, Float64Type, Int64Type, SchemaRef};
 use parquet::basic::{LogicalType, TimeUnit as ParquetTimeUnit, Type as PhysicalType};
+use parquet::column::page::PageReader;
 use parquet::column::reader::ColumnReaderImpl;
 use parquet::data_type::{self as pq, ByteArray};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::ChunkReader;
 use parquet::file::serialized_reader::SerializedPageReader;
-use parquet::schema::types::ColumnDescriptor;
+use parquet::schema::types::{ColumnDescPtr, ColumnDescriptor};
 
-/// Whether [`read_row_group`] can decode a file of `schema` (flat columns
-/// of the contract's types).
+use crate::ColumnType;
+
+/// Whether [`read_row_group`] can decode a file of `schema`: columns of
+/// the contract's types, as [`crate::encode`] writes them.
 pub(crate) fn supported(schema: &SchemaRef) -> bool {
-    schema.fields().iter().all(|f| {
-        matches!(
-            f.data_type(),
-            DataType::Float64
-                | DataType::Float32
-                | DataType::Int64
-                | DataType::Date32
-                | DataType::Utf8
-                | DataType::Timestamp(TimeUnit::Microsecond, _)
-        )
-    })
+    schema
+        .fields()
+        .iter()
+        .all(|f| ColumnType::from_arrow(f.data_type()).is_some())
 }
 
-/// Whether a parquet column holds arrow type `data_type` as Kiln's
-/// writers (and `ArrowWriter`) store it: the physical type and the logical
-/// annotation the arrow reader would map back to `data_type`.
-fn stored_as(descr: &ColumnDescriptor, data_type: &DataType) -> bool {
+/// Whether a parquet column holds `column_type` as Kiln's writers (and
+/// `ArrowWriter`) store it: the physical type and the logical annotation
+/// the arrow reader would map back to that type.
+fn stored_as(descr: &ColumnDescriptor, column_type: ColumnType) -> bool {
     let logical = descr.logical_type_ref();
-    match (descr.physical_type(), data_type) {
-        (PhysicalType::DOUBLE, DataType::Float64) | (PhysicalType::FLOAT, DataType::Float32) => {
-            logical.is_none()
-        }
-        (PhysicalType::INT64, DataType::Int64) => match logical {
+    match (descr.physical_type(), column_type) {
+        (PhysicalType::DOUBLE, ColumnType::Float64)
+        | (PhysicalType::FLOAT, ColumnType::Float32) => logical.is_none(),
+        (PhysicalType::INT64, ColumnType::Int64) => match logical {
             None => true,
             Some(LogicalType::Integer(int)) => int.bit_width == 64 && int.is_signed,
             _ => false,
         },
-        (PhysicalType::INT32, DataType::Date32) => matches!(logical, Some(LogicalType::Date)),
-        (PhysicalType::INT64, DataType::Timestamp(TimeUnit::Microsecond, tz)) => match logical {
+        (PhysicalType::INT32, ColumnType::Date32) => matches!(logical, Some(LogicalType::Date)),
+        (PhysicalType::INT64, ColumnType::TimestampUs) => match logical {
             Some(LogicalType::Timestamp(t)) => {
-                t.unit == ParquetTimeUnit::MICROS && t.is_adjusted_to_u_t_c == tz.is_some()
+                t.unit == ParquetTimeUnit::MICROS && !t.is_adjusted_to_u_t_c
             }
             _ => false,
         },
-        (PhysicalType::BYTE_ARRAY, DataType::Utf8) => matches!(logical, Some(LogicalType::String)),
+        (PhysicalType::BYTE_ARRAY, ColumnType::Utf8) => {
+            matches!(logical, Some(LogicalType::String))
+        }
         _ => false,
     }
 }
@@ -90,60 +87,37 @@ pub(crate) fn read_row_group<R: ChunkReader + 'static>(
     for (i, field) in schema.fields().iter().enumerate() {
         let chunk = rg.column(i);
         let descr = chunk.column_descr_ptr();
-        if !stored_as(&descr, field.data_type()) {
-            return Err(ParquetError::General(format!(
-                "column {} is stored as {:?} ({:?}), not as {}",
-                descr.name(),
-                descr.physical_type(),
-                descr.logical_type_ref(),
-                field.data_type()
-            )));
-        }
-        let pages = Box::new(SerializedPageReader::new(
-            reader.clone(),
-            chunk,
-            rows,
-            None,
-        )?);
+        let column_type = ColumnType::from_arrow(field.data_type())
+            .filter(|&t| stored_as(&descr, t))
+            .ok_or_else(|| {
+                ParquetError::General(format!(
+                    "column {} is stored as {:?} ({:?}), not as {}",
+                    descr.name(),
+                    descr.physical_type(),
+                    descr.logical_type_ref(),
+                    field.data_type()
+                ))
+            })?;
         let column = Column {
             rows,
-            nullable: descr.max_def_level() > 0,
-            max_def: descr.max_def_level(),
+            pages: Box::new(SerializedPageReader::new(
+                reader.clone(),
+                chunk,
+                rows,
+                None,
+            )?),
+            descr,
         };
-        let array: ArrayRef = match field.data_type() {
-            DataType::Float64 => Arc::new(column.primitive::<pq::DoubleType, _>(
-                ColumnReaderImpl::new(descr, pages),
-                Float64Array::new,
-            )?),
-            DataType::Float32 => Arc::new(column.primitive::<pq::FloatType, _>(
-                ColumnReaderImpl::new(descr, pages),
-                Float32Array::new,
-            )?),
-            DataType::Int64 => Arc::new(column.primitive::<pq::Int64Type, _>(
-                ColumnReaderImpl::new(descr, pages),
-                Int64Array::new,
-            )?),
-            DataType::Date32 => Arc::new(column.primitive::<pq::Int32Type, _>(
-                ColumnReaderImpl::new(descr, pages),
-                Date32Array::new,
-            )?),
-            DataType::Timestamp(TimeUnit::Microsecond, tz) => Arc::new(
-                column
-                    .primitive::<pq::Int64Type, _>(
-                        ColumnReaderImpl::new(descr, pages),
-                        TimestampMicrosecondArray::new,
-                    )?
-                    .with_timezone_opt(tz.clone()),
-            ),
-            DataType::Utf8 => Arc::new(column.strings(ColumnReaderImpl::new(descr, pages))?),
-            other => {
-                return Err(ParquetError::General(format!(
-                    "column {} has type {other}, not a key-file type",
-                    field.name()
-                )))
+        columns.push(match column_type {
+            ColumnType::Float64 => Arc::new(column.primitive::<pq::DoubleType, Float64Type>()?),
+            ColumnType::Float32 => Arc::new(column.primitive::<pq::FloatType, Float32Type>()?),
+            ColumnType::Int64 => Arc::new(column.primitive::<pq::Int64Type, Int64Type>()?),
+            ColumnType::Date32 => Arc::new(column.primitive::<pq::Int32Type, Date32Type>()?),
+            ColumnType::TimestampUs => {
+                Arc::new(column.primitive::<pq::Int64Type, TimestampMicrosecondType>()?)
             }
-        };
-        columns.push(array);
+            ColumnType::Utf8 => Arc::new(column.strings()?),
+        });
     }
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| ParquetError::General(e.to_string()))
 }
@@ -152,96 +126,88 @@ pub(crate) fn read_row_group<R: ChunkReader + 'static>(
 /// definition levels.
 type Chunk<V> = (Vec<V>, Option<Vec<i16>>);
 
-/// One column chunk's shape.
+/// One column chunk, about to be read.
 struct Column {
     rows: usize,
-    nullable: bool,
-    max_def: i16,
+    descr: ColumnDescPtr,
+    pages: Box<dyn PageReader>,
 }
 
 impl Column {
+    /// The definition level of a row that holds a value.
+    fn max_def(&self) -> i16 {
+        self.descr.max_def_level()
+    }
+
     /// Every value of the chunk (non-null ones only) and, for a nullable
     /// column, its definition levels.
-    fn read<T: pq::DataType>(
-        &self,
-        mut reader: ColumnReaderImpl<T>,
-    ) -> Result<Chunk<T::T>, ParquetError> {
-        let mut values = Vec::with_capacity(self.rows);
-        let mut levels = self.nullable.then(|| Vec::with_capacity(self.rows));
+    fn read<T: pq::DataType>(self) -> Result<Chunk<T::T>, ParquetError> {
+        let (rows, max_def) = (self.rows, self.max_def());
+        let mut reader = ColumnReaderImpl::<T>::new(self.descr, self.pages);
+        let mut values = Vec::with_capacity(rows);
+        let mut levels = (max_def > 0).then(|| Vec::with_capacity(rows));
         let mut read = 0;
-        while read < self.rows {
+        while read < rows {
             let (records, _, _) =
-                reader.read_records(self.rows - read, levels.as_mut(), None, &mut values)?;
+                reader.read_records(rows - read, levels.as_mut(), None, &mut values)?;
             if records == 0 {
                 return Err(ParquetError::General(format!(
-                    "a column chunk ends after {read} of its {} rows",
-                    self.rows
+                    "a column chunk ends after {read} of its {rows} rows"
                 )));
             }
             read += records;
         }
         // A corrupt page could leave values and levels disagreeing: never
         // shift values into the wrong rows.
-        let present = levels.as_ref().map_or(self.rows, |l| {
-            l.iter().filter(|&&d| d == self.max_def).count()
-        });
-        if levels.as_ref().is_some_and(|l| l.len() != self.rows) || values.len() != present {
+        let present = levels
+            .as_ref()
+            .map_or(rows, |l| l.iter().filter(|&&d| d == max_def).count());
+        if levels.as_ref().is_some_and(|l| l.len() != rows) || values.len() != present {
             return Err(ParquetError::General(format!(
-                "a column chunk of {} rows holds {} values for {present} non-null rows",
-                self.rows,
+                "a column chunk of {rows} rows holds {} values for {present} non-null rows",
                 values.len()
             )));
         }
         Ok((values, levels))
     }
 
-    /// Where a nullable column's rows hold values, and each row's value
-    /// (the type's default where null).
-    fn spread<V: Copy + Default>(&self, dense: Vec<V>, levels: &[i16]) -> (Vec<V>, NullBuffer) {
-        let valid: Vec<bool> = levels.iter().map(|&l| l == self.max_def).collect();
-        let mut dense = dense.into_iter();
-        let values = valid
-            .iter()
-            .map(|&v| if v { dense.next() } else { None }.unwrap_or_default())
-            .collect();
-        (values, NullBuffer::from(valid))
-    }
-
-    fn primitive<T, A>(
-        &self,
-        reader: ColumnReaderImpl<T>,
-        make: impl FnOnce(
-            arrow::buffer::ScalarBuffer<A::Native>,
-            Option<NullBuffer>,
-        ) -> PrimitiveArray<A>,
-    ) -> Result<PrimitiveArray<A>, ParquetError>
+    /// A primitive column: parquet's `T` values as arrow's `A`, with a
+    /// null where a row holds none.
+    fn primitive<T, A>(self) -> Result<PrimitiveArray<A>, ParquetError>
     where
         T: pq::DataType,
         T::T: Copy + Default + Into<A::Native>,
         A: ArrowPrimitiveType,
     {
-        let (values, levels) = self.read(reader)?;
-        let (values, nulls) = match levels {
-            Some(levels) if values.len() < self.rows => {
-                let (values, nulls) = self.spread(values, &levels);
-                (values, Some(nulls))
+        let (rows, max_def) = (self.rows, self.max_def());
+        let (dense, levels) = self.read::<T>()?;
+        let (values, nulls): (Vec<A::Native>, _) = match levels {
+            Some(levels) if dense.len() < rows => {
+                let valid: Vec<bool> = levels.iter().map(|&l| l == max_def).collect();
+                let mut dense = dense.into_iter();
+                let values = valid
+                    .iter()
+                    .map(|&v| {
+                        if v { dense.next() } else { None }
+                            .unwrap_or_default()
+                            .into()
+                    })
+                    .collect();
+                (values, Some(NullBuffer::from(valid)))
             }
-            _ => (values, None),
+            _ => (dense.into_iter().map(Into::into).collect(), None),
         };
-        let values: Vec<A::Native> = values.into_iter().map(Into::into).collect();
-        Ok(make(values.into(), nulls))
+        Ok(PrimitiveArray::new(values.into(), nulls))
     }
 
-    fn strings(
-        &self,
-        reader: ColumnReaderImpl<pq::ByteArrayType>,
-    ) -> Result<StringArray, ParquetError> {
-        let (values, levels) = self.read(reader)?;
+    fn strings(self) -> Result<StringArray, ParquetError> {
+        let (rows, max_def) = (self.rows, self.max_def());
+        let (values, levels) = self.read::<pq::ByteArrayType>()?;
         let bytes = values.iter().map(ByteArray::len).sum();
-        let mut out = StringBuilder::with_capacity(self.rows, bytes);
+        let mut out = StringBuilder::with_capacity(rows, bytes);
         let mut dense = values.iter();
-        for row in 0..self.rows {
-            let present = levels.as_ref().is_none_or(|l| l[row] == self.max_def);
+        for row in 0..rows {
+            let present = levels.as_ref().is_none_or(|l| l[row] == max_def);
             match if present { dense.next() } else { None } {
                 Some(b) => out.append_value(b.as_utf8()?),
                 None => out.append_null(),
@@ -253,8 +219,10 @@ impl Column {
 
 #[cfg(test)]
 mod tests {
-    use arrow::array::Array;
-    use arrow::datatypes::{Field, Schema};
+    use arrow::array::{
+        Array, Date32Array, Float32Array, Float64Array, Int64Array, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use bytes::Bytes;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     use parquet::arrow::ArrowWriter;
@@ -263,7 +231,7 @@ mod tests {
 
     use super::*;
 
-    /// Every key-file type, nullable and not, with nulls in odd places,
+    /// Every contract type, nullable and not, with nulls in odd places,
     /// in two row groups with more than one page each.
     fn sample() -> RecordBatch {
         let n = 300;
@@ -274,11 +242,7 @@ mod tests {
             Field::new("f64", DataType::Float64, true),
             Field::new("f32", DataType::Float32, true),
             Field::new("i64", DataType::Int64, true),
-            Field::new(
-                "ts",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                true,
-            ),
+            Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
             Field::new(
                 "ts_local",
                 DataType::Timestamp(TimeUnit::Microsecond, None),
@@ -300,12 +264,9 @@ mod tests {
             Arc::new(Int64Array::from_iter(
                 nth(11).map(|v| v.map(|i| i as i64 - 150)),
             )),
-            Arc::new(
-                TimestampMicrosecondArray::from_iter(
-                    nth(2).map(|v| v.map(|i| i as i64 * 86_400_000_000)),
-                )
-                .with_timezone("UTC"),
-            ),
+            Arc::new(TimestampMicrosecondArray::from_iter(
+                nth(2).map(|v| v.map(|i| i as i64 * 86_400_000_000)),
+            )),
             Arc::new(TimestampMicrosecondArray::from_iter_values(
                 (0..n).map(|i| i as i64),
             )),
@@ -354,6 +315,13 @@ mod tests {
         let whole = arrow::compute::concat_batches(&batch.schema(), &decoded).unwrap();
         assert_eq!(whole, batch);
         assert!(whole.column(2).null_count() > 0 && whole.column(7).null_count() > 0);
+        // Types outside the contract (a zoned timestamp) take the arrow reader.
+        let zoned = Schema::new(vec![Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        )]);
+        assert!(!supported(&Arc::new(zoned)));
     }
 
     #[test]
