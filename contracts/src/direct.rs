@@ -92,21 +92,9 @@ impl Write for AlignedBuf {
 /// would make ext4 zero the rest of that block, which first reads it back
 /// from the disk: a synchronous read per file.
 pub fn write_file(path: &Path, buf: AlignedBuf) -> Result<File, ContractError> {
-    use std::os::unix::fs::{FileExt, MetadataExt};
+    use std::os::unix::fs::FileExt;
     let len = buf.0.len();
-    let mut old_len = 0;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.nlink() == 1 => old_len = m.len(),
-        Ok(_) => std::fs::remove_file(path).at(path)?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(ContractError::io(path, e)),
-    }
-    let direct = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path);
+    let (direct, old_len) = open_direct(path)?;
     if let Ok(mut file) = direct {
         let whole = len / ALIGN * ALIGN;
         match file.write_all(&buf.0[..whole]) {
@@ -138,6 +126,38 @@ pub fn write_file(path: &Path, buf: AlignedBuf) -> Result<File, ContractError> {
         .at(path)?;
     file.write_all(&buf.0[..len]).at(path)?;
     Ok(file)
+}
+
+/// `path` opened for writing with O_DIRECT (an error where the filesystem
+/// has none), and the length of what it held. Created where it did not
+/// exist, which is tried first: a new output directory is the common case,
+/// and a create that finds no file costs one path walk where asking first
+/// costs two. What exists is looked at without following links: a file
+/// with no other link is reused as it is, anything else (a hard link to a
+/// published file, a symlink) removed and created anew.
+fn open_direct(path: &Path) -> Result<(std::io::Result<File>, u64), ContractError> {
+    use std::os::unix::fs::MetadataExt;
+    let open = |create_new: bool| {
+        OpenOptions::new()
+            .write(true)
+            .create_new(create_new)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(path)
+    };
+    match open(true) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        created => return Ok((created, 0)),
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && m.nlink() == 1 => Ok((open(false), m.len())),
+        Ok(_) => {
+            std::fs::remove_file(path).at(path)?;
+            Ok((open(true), 0))
+        }
+        // Gone since the create found it: create it now.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((open(true), 0)),
+        Err(e) => Err(ContractError::io(path, e)),
+    }
 }
 
 /// The whole of `path`, read with O_DIRECT where the filesystem allows it:
@@ -267,6 +287,18 @@ mod tests {
         write_file(&path, buf).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"next version");
         assert_eq!(std::fs::read(&published).unwrap(), b"shorter");
+
+        // A symlink is replaced too, its target left alone.
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"not yours").unwrap();
+        let linked = dir.path().join("linked.parquet");
+        std::os::unix::fs::symlink(&outside, &linked).unwrap();
+        let mut buf = AlignedBuf::default();
+        buf.write_all(b"mine").unwrap();
+        write_file(&linked, buf).unwrap();
+        assert!(std::fs::symlink_metadata(&linked).unwrap().is_file());
+        assert_eq!(std::fs::read(&linked).unwrap(), b"mine");
+        assert_eq!(std::fs::read(&outside).unwrap(), b"not yours");
     }
 
     #[test]
