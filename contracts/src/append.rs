@@ -242,6 +242,27 @@ pub struct KeyFileTail {
     metadata: Arc<ParquetMetaData>,
 }
 
+/// Ask the kernel to start reading, in the background, what refreshing a
+/// key file `len` bytes long will read of `path`: [`KeyFileTail::open`]'s
+/// read of its end, and the block an in-place rewrite after the base group
+/// must complete (it starts inside that window). Advice only: a file that
+/// is gone or unreadable is left to the refresh to report. A nightly
+/// refresh runs a day after the last one, when its files have often left
+/// the page cache; reading them one at a time as each writer reaches its
+/// file leaves the disk idle between reads and the writers waiting.
+pub fn prefetch_tail(path: &Path, len: u64) {
+    const BLOCK: u64 = 4096;
+    if let Ok(file) = File::open(path) {
+        let start = len.saturating_sub(TAIL_READ + BLOCK);
+        let _ = rustix::fs::fadvise(
+            &file,
+            start,
+            std::num::NonZeroU64::new(len - start),
+            rustix::fs::Advice::WillNeed,
+        );
+    }
+}
+
 impl KeyFileTail {
     pub fn open(path: &Path) -> Result<Self, ContractError> {
         let reader = TailReader::new(File::open(path).at(path)?, TAIL_READ).at(path)?;

@@ -316,6 +316,20 @@ fn fetch_and_publish(
             .collect(),
         overlap_days: opts.overlap_days,
     };
+    // What each incremental fetch will read of the published file and
+    // rewrite in place in the staging copy, asked of the disk at once.
+    let prefetch: Vec<(PathBuf, PathBuf, u64)> = match &context.cached {
+        Some(cached) => {
+            let dir = staging.view.read().expect("staging lock").dir.clone();
+            tasks
+                .iter()
+                .filter(|(_, fetch)| matches!(fetch, Fetch::After(_)))
+                .filter_map(|(symbol, _)| cached.entry(symbol))
+                .map(|e| (cached.path_of(e), dir.join(&e.file), e.bytes))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let total = tasks.len() as u64;
     let whole_table = opts.shape == Shape::Auto
         && opts.selection == Selection::All
@@ -352,6 +366,14 @@ fn fetch_and_publish(
         if list_later {
             scope.spawn(move || {
                 let _ = list_tx.send(source.list_symbols());
+            });
+        }
+        if !prefetch.is_empty() {
+            scope.spawn(move || {
+                for (published, staged, len) in prefetch {
+                    kiln_contracts::append::prefetch_tail(&published, len);
+                    kiln_contracts::append::prefetch_tail(&staged, len);
+                }
             });
         }
         let fetching = scope.spawn(move || -> Result<u64, PreheatError> {
