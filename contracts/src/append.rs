@@ -31,10 +31,11 @@ use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader, 
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
 
-use crate::dataset::{date_range, write_changed_pages, KeyFileWriter};
+use crate::dataset::{date_range, KeyFileWriter};
 use crate::encode::append_row_group;
 use crate::error::{ContractError, IoContext};
 use crate::index::{self, IndexEntry};
+use crate::rewrite::write_changed_pages;
 use crate::FileFormat;
 
 /// Footer key recording the base row group: `4..END xxh3:HASH`.

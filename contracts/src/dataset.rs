@@ -384,7 +384,7 @@ pub struct KeyFileWriter {
     durable: bool,
     /// Where finished files go to be fsynced in the background (staging).
     sync_queue: Option<crate::atomic::SyncQueue>,
-    /// Update existing files in place (see [`write_changed_pages`]).
+    /// Update existing files in place (see [`crate::rewrite::write_changed_pages`]).
     reuse_files: bool,
     /// Write new files with O_DIRECT (see [`crate::direct`]).
     direct_io: bool,
@@ -404,49 +404,6 @@ fn parquet_trailer_len(file: &[u8]) -> usize {
         .and_then(|t| FooterTail::try_new(t).ok())
         .expect("a whole parquet file, just encoded");
     tail.metadata_length() + FOOTER_SIZE
-}
-
-/// Make `path` hold exactly `bytes`. An existing file with no other link is
-/// updated in place, writing only the 4 KiB pages that differ: a key file
-/// rewritten with a few rows appended changes a page or two, and on ext4
-/// that costs a fraction of a new file plus freeing the old one. A file
-/// with other links (a hard link to a published file) is replaced, never
-/// written through.
-pub fn write_changed_pages(path: &Path, bytes: &[u8]) -> Result<File, ContractError> {
-    use std::io::{Read, Write};
-    use std::os::unix::fs::{FileExt, MetadataExt};
-    const PAGE: usize = 4096;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.nlink() == 1 => {
-            let mut file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(path)
-                .at(path)?;
-            let mut old = Vec::with_capacity(m.len() as usize);
-            file.read_to_end(&mut old).at(path)?;
-            for (i, page) in bytes.chunks(PAGE).enumerate() {
-                let at = i * PAGE;
-                if old.get(at..at + page.len()) != Some(page) {
-                    file.write_all_at(page, at as u64).at(path)?;
-                }
-            }
-            if old.len() != bytes.len() {
-                file.set_len(bytes.len() as u64).at(path)?;
-            }
-            Ok(file)
-        }
-        other => {
-            match other {
-                Ok(_) => std::fs::remove_file(path).at(path)?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ContractError::io(path, e)),
-            }
-            let mut file = File::create(path).at(path)?;
-            file.write_all(bytes).at(path)?;
-            Ok(file)
-        }
-    }
 }
 
 impl KeyFileWriter {
@@ -501,7 +458,7 @@ impl KeyFileWriter {
     }
 
     /// Update existing files in place where that is safe (a private
-    /// staging directory being updated), see [`write_changed_pages`].
+    /// staging directory being updated), see [`crate::rewrite::write_changed_pages`].
     /// Parquet only.
     pub fn with_file_reuse(mut self) -> Self {
         self.reuse_files = self.format == FileFormat::Parquet;
@@ -615,7 +572,7 @@ impl KeyFileWriter {
             } else if self.reuse_files {
                 let bytes = self.encode_parquet(Vec::new(), &path, key, batch, metadata)?;
                 (
-                    write_changed_pages(&path, &bytes)?,
+                    crate::rewrite::write_changed_pages(&path, &bytes)?,
                     Some(bytes.len() as u64),
                 )
             } else {
@@ -738,45 +695,4 @@ pub fn date_range(
         }
     };
     Some((values[0], values[1]))
-}
-
-#[cfg(test)]
-mod rewrite_tests {
-    use std::os::unix::fs::MetadataExt;
-
-    use super::write_changed_pages;
-
-    #[test]
-    fn files_are_updated_in_place_and_links_are_never_written_through() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.parquet");
-        let old: Vec<u8> = (0..20_000u32).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &old).unwrap();
-        let ino = std::fs::metadata(&path).unwrap().ino();
-        // Same first pages, a changed tail, shorter.
-        let mut new = old[..15_000].to_vec();
-        new.extend_from_slice(b"tail");
-        write_changed_pages(&path, &new).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), new);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().ino(),
-            ino,
-            "updated in place"
-        );
-        // Longer again.
-        let longer: Vec<u8> = new.iter().chain(old.iter()).copied().collect();
-        write_changed_pages(&path, &longer).unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), longer);
-
-        // A hard link to a published file: replaced, the other name intact.
-        let published = dir.path().join("published.parquet");
-        std::fs::hard_link(&path, &published).unwrap();
-        write_changed_pages(&path, b"new version").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"new version");
-        assert_eq!(std::fs::read(&published).unwrap(), longer);
-        assert_ne!(std::fs::metadata(&path).unwrap().ino(), ino);
-        // A missing file is created.
-        write_changed_pages(&dir.path().join("n.parquet"), b"x").unwrap();
-        assert_eq!(std::fs::read(dir.path().join("n.parquet")).unwrap(), b"x");
-    }
 }

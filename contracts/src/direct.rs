@@ -25,6 +25,7 @@ use std::path::Path;
 use aligned_vec::{AVec, ConstAlign};
 
 use crate::error::{ContractError, IoContext};
+use crate::rewrite::{open_rewritable, Expect};
 
 /// O_DIRECT's alignment for buffer address, file offset and length (the
 /// largest logical block size in use).
@@ -80,11 +81,8 @@ impl Write for AlignedBuf {
 }
 
 /// Make `path` hold `buf`'s bytes, written with O_DIRECT where the
-/// filesystem allows it. An existing file with no other link is rewritten
-/// in place (no inode to allocate, none to free: on ext4 both slow down
-/// for minutes after mass deletes); one with other links (a hard link to a
-/// published file) is replaced, never written through. Not fsynced: the
-/// caller syncs.
+/// filesystem allows it, over what is there as [`crate::rewrite`] says.
+/// Not fsynced: the caller syncs.
 ///
 /// Only whole blocks go out with O_DIRECT; the last partial block is
 /// written through the page cache at the end of a file already cut to a
@@ -94,29 +92,32 @@ impl Write for AlignedBuf {
 pub fn write_file(path: &Path, buf: AlignedBuf) -> Result<File, ContractError> {
     use std::os::unix::fs::FileExt;
     let len = buf.0.len();
-    let (direct, old_len) = open_direct(path)?;
-    if let Ok(mut file) = direct {
-        let whole = len / ALIGN * ALIGN;
-        match file.write_all(&buf.0[..whole]) {
-            Ok(()) => {
-                if old_len > whole as u64 {
-                    // A block boundary: nothing to zero, nothing to read.
-                    file.set_len(whole as u64).at(path)?;
+    match open_rewritable(path, false, rustix::fs::OFlags::DIRECT, Expect::New) {
+        Ok((mut file, old_len)) => {
+            let whole = len / ALIGN * ALIGN;
+            match file.write_all(&buf.0[..whole]) {
+                Ok(()) => {
+                    if old_len.is_some_and(|old| old > whole as u64) {
+                        // A block boundary: nothing to zero, nothing to read.
+                        file.set_len(whole as u64).at(path)?;
+                    }
+                    if whole < len {
+                        let flags = rustix::fs::fcntl_getfl(&file)
+                            .map_err(std::io::Error::from)
+                            .at(path)?;
+                        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::DIRECT)
+                            .map_err(std::io::Error::from)
+                            .at(path)?;
+                        file.write_all_at(&buf.0[whole..], whole as u64).at(path)?;
+                    }
+                    return Ok(file);
                 }
-                if whole < len {
-                    let flags = rustix::fs::fcntl_getfl(&file)
-                        .map_err(std::io::Error::from)
-                        .at(path)?;
-                    rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::DIRECT)
-                        .map_err(std::io::Error::from)
-                        .at(path)?;
-                    file.write_all_at(&buf.0[whole..], whole as u64).at(path)?;
-                }
-                return Ok(file);
+                Err(e) if is_no_direct_io(&e) => {}
+                Err(e) => return Err(ContractError::io(path, e)),
             }
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
-            Err(e) => return Err(ContractError::io(path, e)),
         }
+        Err(e) if is_no_direct_io(&e) => {}
+        Err(e) => return Err(ContractError::io(path, e)),
     }
     let mut file = OpenOptions::new()
         .write(true)
@@ -128,36 +129,9 @@ pub fn write_file(path: &Path, buf: AlignedBuf) -> Result<File, ContractError> {
     Ok(file)
 }
 
-/// `path` opened for writing with O_DIRECT (an error where the filesystem
-/// has none), and the length of what it held. Created where it did not
-/// exist, which is tried first: a new output directory is the common case,
-/// and a create that finds no file costs one path walk where asking first
-/// costs two. What exists is looked at without following links: a file
-/// with no other link is reused as it is, anything else (a hard link to a
-/// published file, a symlink) removed and created anew.
-fn open_direct(path: &Path) -> Result<(std::io::Result<File>, u64), ContractError> {
-    use std::os::unix::fs::MetadataExt;
-    let open = |create_new: bool| {
-        OpenOptions::new()
-            .write(true)
-            .create_new(create_new)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(path)
-    };
-    match open(true) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        created => return Ok((created, 0)),
-    }
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.nlink() == 1 => Ok((open(false), m.len())),
-        Ok(_) => {
-            std::fs::remove_file(path).at(path)?;
-            Ok((open(true), 0))
-        }
-        // Gone since the create found it: create it now.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((open(true), 0)),
-        Err(e) => Err(ContractError::io(path, e)),
-    }
+/// How a filesystem without O_DIRECT refuses it, at open or first write.
+fn is_no_direct_io(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error())
 }
 
 /// The whole of `path`, read with O_DIRECT where the filesystem allows it:

@@ -33,6 +33,7 @@ pub mod logging;
 pub mod manifest;
 pub mod mem;
 pub mod owned;
+pub mod rewrite;
 pub mod types;
 pub mod writeback;
 
