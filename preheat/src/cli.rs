@@ -139,8 +139,9 @@ pub struct RunArgs {
     /// Refetch every selected symbol in full
     #[arg(long)]
     pub force_refresh: bool,
-    /// MySQL connections reading at once
-    #[arg(long, default_value_t = 2)]
+    /// MySQL connections reading at once (more keep more of the server's
+    /// page reads in flight when its buffer pool is cold)
+    #[arg(long, default_value_t = 8)]
     pub jobs: usize,
     /// Symbols per query
     #[arg(long, default_value_t = 500)]
