@@ -93,35 +93,33 @@ pub fn write_file(path: &Path, buf: AlignedBuf) -> Result<File, ContractError> {
     use std::os::unix::fs::FileExt;
     let len = buf.0.len();
     // A filesystem without O_DIRECT refuses it at the open or at the first
-    // write; either way the file is written through the page cache below.
-    let opened = match open_rewritable(path, false, rustix::fs::OFlags::DIRECT, Expect::New) {
-        Ok(opened) => Some(opened),
-        Err(e) if is_no_direct_io(&e) => None,
-        Err(e) => return Err(ContractError::io(path, e)),
-    };
-    if let Some((mut file, old_len)) = opened {
-        let whole = len / ALIGN * ALIGN;
-        match file.write_all(&buf.0[..whole]) {
-            Ok(()) => {}
+    // write; either way the file is written through the page cache instead.
+    let (mut file, old_len) =
+        match open_rewritable(path, false, rustix::fs::OFlags::DIRECT, Expect::New) {
+            Ok(opened) => opened,
             Err(e) if is_no_direct_io(&e) => return write_buffered(path, &buf.0),
             Err(e) => return Err(ContractError::io(path, e)),
-        }
-        if old_len.is_some_and(|old| old > whole as u64) {
-            // A block boundary: nothing to zero, nothing to read.
-            file.set_len(whole as u64).at(path)?;
-        }
-        if whole < len {
-            let flags = rustix::fs::fcntl_getfl(&file)
-                .map_err(std::io::Error::from)
-                .at(path)?;
-            rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::DIRECT)
-                .map_err(std::io::Error::from)
-                .at(path)?;
-            file.write_all_at(&buf.0[whole..], whole as u64).at(path)?;
-        }
-        return Ok(file);
+        };
+    let whole = len / ALIGN * ALIGN;
+    match file.write_all(&buf.0[..whole]) {
+        Ok(()) => {}
+        Err(e) if is_no_direct_io(&e) => return write_buffered(path, &buf.0),
+        Err(e) => return Err(ContractError::io(path, e)),
     }
-    write_buffered(path, &buf.0)
+    if old_len.is_some_and(|old| old > whole as u64) {
+        // A block boundary: nothing to zero, nothing to read.
+        file.set_len(whole as u64).at(path)?;
+    }
+    if whole < len {
+        let flags = rustix::fs::fcntl_getfl(&file)
+            .map_err(std::io::Error::from)
+            .at(path)?;
+        rustix::fs::fcntl_setfl(&file, flags - rustix::fs::OFlags::DIRECT)
+            .map_err(std::io::Error::from)
+            .at(path)?;
+        file.write_all_at(&buf.0[whole..], whole as u64).at(path)?;
+    }
+    Ok(file)
 }
 
 /// `bytes` into `path` through the page cache, over whatever it held.
