@@ -27,9 +27,12 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{KeyValue, ParquetMetaData, ParquetMetaDataReader, RowGroupMetaData};
+use parquet::file::metadata::{
+    KeyValue, ParquetMetaData, ParquetMetaDataOptions, ParquetMetaDataReader, RowGroupMetaData,
+};
 use parquet::file::reader::{ChunkReader, Length};
 use parquet::file::statistics::Statistics;
+use parquet::schema::types::SchemaDescPtr;
 
 use crate::dataset::{date_range, KeyFileWriter};
 use crate::encode::append_row_group;
@@ -42,8 +45,9 @@ use crate::FileFormat;
 pub const BASE_GROUP_KEY: &str = "kiln.base_group";
 /// Parquet's leading magic; the first row group starts right after it.
 const MAGIC_LEN: u64 = 4;
-/// Bytes read from a file's end at once: its footer and a tail group.
-const TAIL_READ: u64 = 8 * 1024;
+/// Bytes read from a file's end at once: its footer and a tail group (of
+/// up to some 150 rows of a dozen columns, uncompressed).
+const TAIL_READ: u64 = 16 * 1024;
 
 /// Rows and date range of one row group of a key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +227,17 @@ impl Write for Suffix {
     }
 }
 
+/// The encoded arrow schema in a file's footer.
+fn arrow_schema_of(metadata: &ParquetMetaData) -> Option<&str> {
+    metadata
+        .file_metadata()
+        .key_value_metadata()?
+        .iter()
+        .find(|kv| kv.key == parquet::arrow::ARROW_SCHEMA_META_KEY)?
+        .value
+        .as_deref()
+}
+
 /// Start and end of a row group's bytes, when its column chunks are
 /// contiguous.
 fn group_range(rg: &RowGroupMetaData) -> Option<(u64, u64)> {
@@ -234,6 +249,15 @@ fn group_range(rg: &RowGroupMetaData) -> Option<(u64, u64)> {
         total += len;
     }
     (rg.num_columns() > 0 && total == end - start).then_some((start, end))
+}
+
+/// What the footers of all parquet files one [`KeyFileWriter`] makes of
+/// one schema hold alike: the parquet schema and the encoded arrow schema
+/// ([`KeyFileWriter::footer_schema`]).
+#[derive(Debug, Clone)]
+pub struct FooterSchema {
+    pub(crate) descr: SchemaDescPtr,
+    pub(crate) arrow_schema: String,
 }
 
 /// A key file's footer (and tail group), read from its end.
@@ -266,13 +290,38 @@ pub fn prefetch_tail(path: &Path, len: u64) {
 
 impl KeyFileTail {
     pub fn open(path: &Path) -> Result<Self, ContractError> {
+        Self::open_with(path, None)
+    }
+
+    /// [`KeyFileTail::open`] for a file expected to have been written with
+    /// `footer`'s schema: its footer's schema is not decoded again (a
+    /// tenth of a nightly refresh's footer reading, thousands of files of
+    /// one schema). The file's encoded arrow schema must equal `footer`'s,
+    /// else its footer is decoded whole, as by [`KeyFileTail::open`].
+    pub fn open_expecting(path: &Path, footer: &FooterSchema) -> Result<Self, ContractError> {
+        Self::open_with(path, Some(footer))
+    }
+
+    fn open_with(path: &Path, footer: Option<&FooterSchema>) -> Result<Self, ContractError> {
         let reader = TailReader::new(File::open(path).at(path)?, TAIL_READ).at(path)?;
-        let metadata = ParquetMetaDataReader::new()
-            .parse_and_finish(&reader)
-            .map_err(|source| ContractError::Parquet {
+        let parse = |schema: Option<&SchemaDescPtr>| {
+            let options = schema.map(|s| ParquetMetaDataOptions::new().with_schema(s.clone()));
+            ParquetMetaDataReader::new()
+                .with_metadata_options(options)
+                .parse_and_finish(&reader)
+        };
+        let expected = footer.and_then(|f| {
+            parse(Some(&f.descr))
+                .ok()
+                .filter(|m| arrow_schema_of(m) == Some(f.arrow_schema.as_str()))
+        });
+        let metadata = match expected {
+            Some(metadata) => metadata,
+            None => parse(None).map_err(|source| ContractError::Parquet {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            })?,
+        };
         Ok(Self {
             path: path.to_path_buf(),
             reader,
@@ -546,7 +595,7 @@ impl KeyFileWriter {
             source,
         };
         let mut writer = self
-            .arrow_writer(Suffix::from(skip), &tail.schema())
+            .tail_writer(Suffix::from(skip), &tail.schema())
             .map_err(perr)?;
         self.describe(&mut writer, key, metadata);
         writer.append_key_value_metadata(KeyValue::new(BASE_GROUP_KEY.into(), base.encode()));
@@ -579,6 +628,7 @@ mod tests {
 
     use arrow::array::{Date32Array, Float64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
+    use parquet::basic::Compression;
 
     use super::*;
     use crate::dataset::Codec;
@@ -851,6 +901,68 @@ mod tests {
             .unwrap();
         assert_eq!(std::fs::read(&published).unwrap(), before);
         assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..101));
+    }
+
+    #[test]
+    fn a_rewritten_tail_group_is_uncompressed_and_the_base_keeps_its_codec() {
+        let (_root, d) = dirs(&["published", "staging"]);
+        let w = writer(Codec::Zstd(3));
+        w.write_split(&d[0], "a", &batch(0..100), 100, &[], None)
+            .unwrap();
+        let v1 = KeyFileTail::open(&d[0].join("a.parquet")).unwrap();
+        w.write_after_base(&d[1], "a", &v1, None, &batch(100..130), &[])
+            .unwrap();
+        let path = d[1].join("a.parquet");
+        assert_eq!(read_all(&path), batch(0..130));
+        let v2 = KeyFileTail::open(&path).unwrap();
+        let codecs = |g: usize| -> Vec<Compression> {
+            let rg = v2.metadata.row_group(g);
+            rg.columns().iter().map(|c| c.compression()).collect()
+        };
+        assert!(codecs(0).iter().all(|c| matches!(c, Compression::ZSTD(_))));
+        assert!(codecs(1).iter().all(|c| *c == Compression::UNCOMPRESSED));
+    }
+
+    #[test]
+    fn a_footer_read_with_the_expected_schema_is_the_footer_read_whole() {
+        let (_root, d) = dirs(&["a"]);
+        let w = writer(Codec::Snappy);
+        w.write_split(&d[0], "a", &batch(0..100), 90, &[], None)
+            .unwrap();
+        let path = d[0].join("a.parquet");
+        let footer = w.footer_schema(&batch(0..0).schema()).unwrap();
+        let (whole, expecting) = (
+            KeyFileTail::open(&path).unwrap(),
+            KeyFileTail::open_expecting(&path, &footer).unwrap(),
+        );
+        assert_eq!(
+            whole.metadata.file_metadata(),
+            expecting.metadata.file_metadata()
+        );
+        assert_eq!(whole.metadata.row_groups(), expecting.metadata.row_groups());
+        assert_eq!(
+            expecting
+                .read_row_groups(1..2, &batch(0..0).schema())
+                .unwrap(),
+            batch(90..100)
+        );
+
+        // A file of another schema with as many columns (x as Int64): its
+        // own schema is decoded, not the expected one.
+        let other = RecordBatch::try_from_iter([
+            ("k", Arc::new(StringArray::from(vec!["a"; 3])) as _),
+            ("d", Arc::new(Date32Array::from(vec![1, 2, 3])) as _),
+            (
+                "x",
+                Arc::new(arrow::array::Int64Array::from(vec![7, 8, 9])) as _,
+            ),
+        ])
+        .unwrap();
+        w.write_split(&d[0], "a", &other, 2, &[], None).unwrap();
+        let tail = KeyFileTail::open_expecting(&path, &footer).unwrap();
+        let x = tail.metadata.file_metadata().schema_descr().column(2);
+        assert_eq!(x.physical_type(), parquet::basic::Type::INT64);
+        assert_eq!(tail.read_row_groups(0..2, &other.schema()).unwrap(), other);
     }
 
     #[test]

@@ -21,6 +21,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::append::FooterSchema;
 use crate::atomic::AtomicFile;
 use crate::error::{ContractError, IoContext};
 use crate::index::{self, IndexEntry};
@@ -391,7 +392,17 @@ pub struct KeyFileWriter {
     /// Writer options with the parquet schema and the encoded arrow schema
     /// already made, for the last schema written (a writer of thousands of
     /// small files writes one schema).
-    prepared: Arc<std::sync::Mutex<Option<(SchemaRef, ArrowWriterOptions)>>>,
+    prepared: Arc<std::sync::Mutex<Option<Prepared>>>,
+}
+
+/// What every file of one schema is written with.
+#[derive(Debug, Clone)]
+struct Prepared {
+    schema: SchemaRef,
+    options: ArrowWriterOptions,
+    /// `options`, uncompressed (see [`KeyFileWriter::tail_writer`]).
+    uncompressed: ArrowWriterOptions,
+    footer: FooterSchema,
 }
 
 /// The length of a whole parquet file's trailer: the footer (the file's
@@ -472,26 +483,77 @@ impl KeyFileWriter {
         sink: W,
         schema: &SchemaRef,
     ) -> Result<ArrowWriter<W>, parquet::errors::ParquetError> {
-        let mut prepared = self.prepared.lock().expect("prepared options");
-        let options = match prepared.as_ref() {
-            Some((s, options)) if s == schema => options.clone(),
-            _ => {
-                // What `ArrowWriter::try_new` would do for each file.
-                let mut props = self.props.clone();
-                parquet::arrow::add_encoded_arrow_schema_to_metadata(schema, &mut props);
-                let parquet_schema = ArrowSchemaConverter::new()
-                    .with_coerce_types(props.coerce_types())
-                    .convert(schema)?;
-                let options = ArrowWriterOptions::new()
-                    .with_properties(props)
-                    .with_skip_arrow_metadata(true)
-                    .with_parquet_schema(parquet_schema);
-                *prepared = Some((schema.clone(), options.clone()));
-                options
-            }
-        };
-        drop(prepared);
+        let options = self.prepared(schema)?.options;
         ArrowWriter::try_new_with_options(sink, schema.clone(), options)
+    }
+
+    /// [`KeyFileWriter::arrow_writer`] for a file whose row groups after
+    /// the first are a key's tail group (see [`crate::append`]), which is
+    /// written uncompressed whatever the codec: a few dozen rows of prices
+    /// compress little, and compressing and decompressing them again every
+    /// night in thousands of files cost more than the bytes they save.
+    pub(crate) fn tail_writer<W: std::io::Write + Send>(
+        &self,
+        sink: W,
+        schema: &SchemaRef,
+    ) -> Result<ArrowWriter<W>, parquet::errors::ParquetError> {
+        let options = self.prepared(schema)?.uncompressed;
+        ArrowWriter::try_new_with_options(sink, schema.clone(), options)
+    }
+
+    /// What the footer of every parquet file this writer makes of `schema`
+    /// holds alike, for reading such files back faster
+    /// ([`crate::append::KeyFileTail::open_expecting`]).
+    pub fn footer_schema(
+        &self,
+        schema: &SchemaRef,
+    ) -> Result<FooterSchema, parquet::errors::ParquetError> {
+        Ok(self.prepared(schema)?.footer)
+    }
+
+    fn prepared(&self, schema: &SchemaRef) -> Result<Prepared, parquet::errors::ParquetError> {
+        let mut prepared = self.prepared.lock().expect("prepared options");
+        if let Some(p) = prepared.as_ref().filter(|p| &p.schema == schema) {
+            return Ok(p.clone());
+        }
+        // What `ArrowWriter::try_new` would do for each file.
+        let mut props = self.props.clone();
+        parquet::arrow::add_encoded_arrow_schema_to_metadata(schema, &mut props);
+        let parquet_schema = ArrowSchemaConverter::new()
+            .with_coerce_types(props.coerce_types())
+            .convert(schema)?;
+        let arrow_schema = props
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .find(|kv| kv.key == parquet::arrow::ARROW_SCHEMA_META_KEY)
+            .and_then(|kv| kv.value.clone())
+            .unwrap_or_default();
+        let footer = FooterSchema {
+            descr: Arc::new(parquet_schema.clone()),
+            arrow_schema,
+        };
+        let options_of = |props: WriterProperties| {
+            ArrowWriterOptions::new()
+                .with_properties(props)
+                .with_skip_arrow_metadata(true)
+                .with_parquet_schema(parquet_schema.clone())
+        };
+        let uncompressed = options_of(
+            props
+                .clone()
+                .into_builder()
+                .set_compression(Compression::UNCOMPRESSED)
+                .build(),
+        );
+        let p = Prepared {
+            schema: schema.clone(),
+            options: options_of(props),
+            uncompressed,
+            footer,
+        };
+        *prepared = Some(p.clone());
+        Ok(p)
     }
 
     /// Footer metadata every key file gets: its key, the key column, and

@@ -354,7 +354,9 @@ impl FileSource {
                 }
                 if open.as_ref().is_none_or(|g| g.symbol != symbol) {
                     if let Some(g) = open.take() {
-                        self.close(g, bounds, out, &mut sent)?;
+                        if !self.close(g, bounds, out, &mut sent)? {
+                            return Ok(rows_read);
+                        }
                     }
                     open = Some(OpenGroup {
                         symbol: symbol.to_owned(),
@@ -371,7 +373,9 @@ impl FileSource {
             }
         }
         if let Some(g) = open.take() {
-            self.close(g, bounds, out, &mut sent)?;
+            if !self.close(g, bounds, out, &mut sent)? {
+                return Ok(rows_read);
+            }
         }
         for (symbol, fetch) in tasks {
             if !sent.contains(symbol) {
@@ -386,16 +390,17 @@ impl FileSource {
     }
 
     /// Sort a finished symbol by date, check it, keep the rows the task
-    /// asks for, and send it.
+    /// asks for, and send it. `false` when nobody receives any more (the
+    /// run ended early): the rest of the dump is not read.
     fn close(
         &self,
         group: OpenGroup,
         bounds: Bounds,
         out: &Sender,
         sent: &mut HashSet<String>,
-    ) -> Result<(), PreheatError> {
+    ) -> Result<bool, PreheatError> {
         let Some(fetch) = group.fetch else {
-            return Ok(());
+            return Ok(true);
         };
         let schema = self.schema.arrow();
         // Slices are read with every column nullable; the cache's schema
@@ -439,12 +444,12 @@ impl FileSource {
             bounds.contains(d) && after.is_none_or(|a| d > a)
         });
         sent.insert(group.symbol.clone());
-        let _ = out.send(Message::Group(Group {
+        let group = Message::Group(Group {
             symbol: group.symbol,
             fetch,
             batch: kept,
-        }));
-        Ok(())
+        });
+        Ok(out.send(group).is_ok())
     }
 }
 

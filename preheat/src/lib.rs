@@ -27,6 +27,7 @@ pub mod writer;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kiln_contracts::dataset::{Codec, KeyFileWriter};
@@ -282,9 +283,7 @@ fn fetch_and_publish(
         .iter()
         .filter_map(|(s, _)| keys.get(s).map(|k| k.entry.file.clone()))
         .collect();
-    let mut staging = Staging::begin(&opts.out, &pending)?;
     let mut files = RunFiles::default();
-    tracing::info!("staging copy ready");
     let fetched_at = now_us();
     let mut metadata = vec![
         ("kiln.preheat.source".to_string(), source.display()),
@@ -296,40 +295,32 @@ fn fetch_and_publish(
     if let Some(t) = source.table() {
         metadata.push(("kiln.preheat.table".to_string(), t));
     }
-    let context = WriteContext {
-        schema: schema.clone(),
-        cached: cache.dataset.clone(),
-        staging: staging.view.clone(),
-        writer: KeyFileWriter::new(
-            FileFormat::Parquet,
-            opts.codec,
-            columns::SYMBOL,
-            columns::DATE,
-            schema.date_type(),
-            false,
-        )
-        .with_file_reuse(),
-        metadata,
-        cached_nulls: keys
-            .iter()
-            .map(|(k, s)| (k.clone(), s.nulls.clone()))
-            .collect(),
-        overlap_days: opts.overlap_days,
-    };
     // What each incremental fetch will read of the published file and
-    // rewrite in place in the staging copy, asked of the disk at once.
-    let prefetch: Vec<(PathBuf, PathBuf, u64)> = match &context.cached {
-        Some(cached) => {
-            let dir = staging.view.read().expect("staging lock").dir.clone();
-            tasks
-                .iter()
-                .filter(|(_, fetch)| matches!(fetch, Fetch::After(_)))
-                .filter_map(|(symbol, _)| cached.entry(symbol))
-                .map(|e| (cached.path_of(e), dir.join(&e.file), e.bytes))
-                .collect()
-        }
+    // rewrite in place in the staging copy (once it is ready), asked of
+    // the disk at once.
+    let prefetch: Vec<(PathBuf, String, u64)> = match &cache.dataset {
+        Some(cached) => tasks
+            .iter()
+            .filter(|(_, fetch)| matches!(fetch, Fetch::After(_)))
+            .filter_map(|(symbol, _)| cached.entry(symbol))
+            .map(|e| (cached.path_of(e), e.file.clone(), e.bytes))
+            .collect(),
         None => Vec::new(),
     };
+    let writer = KeyFileWriter::new(
+        FileFormat::Parquet,
+        opts.codec,
+        columns::SYMBOL,
+        columns::DATE,
+        schema.date_type(),
+        false,
+    )
+    .with_file_reuse();
+    let footer = writer.footer_schema(&schema.arrow()).ok();
+    let cached_nulls = keys
+        .iter()
+        .map(|(k, s)| (k.clone(), s.nulls.clone()))
+        .collect();
     let total = tasks.len() as u64;
     let whole_table = opts.shape == Shape::Auto
         && opts.selection == Selection::All
@@ -361,19 +352,17 @@ fn fetch_and_publish(
     let cached: HashSet<String> = keys.keys().cloned().collect();
     let fetch_bar = bar.clone();
     let mut listed: Option<HashSet<String>> = None;
+    // Outside the scope: dropped (and removed, after an error) only once
+    // no writer is left to write into it.
+    let mut staging: Option<Staging> = None;
     let result = std::thread::scope(|scope| -> Result<(), PreheatError> {
         let stats = &stats;
+        // Owned here: should this closure return early, the fetch finds
+        // nobody receiving and stops.
+        let work_rx = work_rx;
         if list_later {
             scope.spawn(move || {
                 let _ = list_tx.send(source.list_symbols());
-            });
-        }
-        if !prefetch.is_empty() {
-            scope.spawn(move || {
-                for (published, staged, len) in prefetch {
-                    kiln_contracts::append::prefetch_tail(&published, len);
-                    kiln_contracts::append::prefetch_tail(&staged, len);
-                }
             });
         }
         let fetching = scope.spawn(move || -> Result<u64, PreheatError> {
@@ -406,8 +395,32 @@ fn fetch_and_publish(
                 }
             }
         });
+        // The staging copy is made while the server runs the first queries:
+        // two directory listings and two index reads, ~15 ms of a night's
+        // serial start.
+        let staging = staging.insert(Staging::begin(&opts.out, &pending)?);
+        tracing::info!("staging copy ready");
+        let context = Arc::new(WriteContext {
+            schema: schema.clone(),
+            cached: cache.dataset.clone(),
+            staging: staging.view.clone(),
+            footer,
+            writer,
+            metadata,
+            cached_nulls,
+            overlap_days: opts.overlap_days,
+        });
+        if !prefetch.is_empty() {
+            let dir = staging.view.read().expect("staging lock").dir.clone();
+            scope.spawn(move || {
+                for (published, file, len) in prefetch {
+                    kiln_contracts::append::prefetch_tail(&published, len);
+                    kiln_contracts::append::prefetch_tail(&dir.join(file), len);
+                }
+            });
+        }
         for _ in 0..opts.writers.max(1) {
-            let (rx, tx, context) = (work_rx.clone(), done_tx.clone(), &context);
+            let (rx, tx, context) = (work_rx.clone(), done_tx.clone(), context.clone());
             scope.spawn(move || {
                 for message in rx {
                     let staging = context.staging.read().expect("staging lock");
@@ -474,6 +487,7 @@ fn fetch_and_publish(
     summary.queries = stats.queries.load(Ordering::Relaxed);
     summary.retries = stats.retries.load(Ordering::Relaxed);
     result?;
+    let mut staging = staging.expect("made before the run's first write");
     if changed > 0 || staging.publishes == 0 {
         staging.prune(keys)?;
         staging.publish(keys, &files, spec, None)?;

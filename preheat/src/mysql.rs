@@ -336,6 +336,7 @@ impl MysqlSource {
         }
         let shared = Shared {
             queue: Mutex::new(queue),
+            abandoned: AtomicBool::new(false),
             gave_up: AtomicBool::new(false),
             give_up_reason: Mutex::new(String::new()),
         };
@@ -353,6 +354,9 @@ impl MysqlSource {
 
     async fn worker(&self, shared: &Shared, bounds: Bounds, out: &Sender, stats: &FetchStats) {
         loop {
+            if shared.abandoned.load(Ordering::Relaxed) {
+                return;
+            }
             let Some(batch) = shared.queue.lock().expect("queue").pop_front() else {
                 return;
             };
@@ -398,7 +402,14 @@ impl MysqlSource {
                     stats,
                 )
                 .await;
-            let Err(error) = result else { return };
+            let error = match result {
+                Ok(true) => return,
+                Ok(false) => {
+                    shared.abandoned.store(true, Ordering::Relaxed);
+                    return;
+                }
+                Err(error) => error,
+            };
             remaining.retain(|s| !done.contains(s));
             // After a failure the remaining symbols are asked for by name.
             whole_table = false;
@@ -438,7 +449,8 @@ impl MysqlSource {
     }
 
     /// One query; a symbol counts as done once its last row arrived (the
-    /// next symbol began or the result ended).
+    /// next symbol began or the result ended). `false` when nobody receives
+    /// the symbols any more: the rest of the result is not read.
     #[allow(clippy::too_many_arguments)]
     async fn stream(
         &self,
@@ -449,7 +461,7 @@ impl MysqlSource {
         done: &mut HashSet<String>,
         out: &Sender,
         stats: &FetchStats,
-    ) -> Result<(), mysql_async::Error> {
+    ) -> Result<bool, mysql_async::Error> {
         let after = match fetch {
             Fetch::Full => None,
             Fetch::After(d) => Some(d),
@@ -484,14 +496,16 @@ impl MysqlSource {
                       poisoned: bool,
                       done: &mut HashSet<String>| {
             let batch = builder.finish();
-            if !poisoned {
-                let _ = out.send(Message::Group(Group {
-                    symbol: symbol.clone(),
-                    fetch,
-                    batch,
-                }));
-            }
+            let received = poisoned
+                || out
+                    .send(Message::Group(Group {
+                        symbol: symbol.clone(),
+                        fetch,
+                        batch,
+                    }))
+                    .is_ok();
             done.insert(symbol);
+            received
         };
         while let Some(row) = result.next().await? {
             rows += 1;
@@ -503,7 +517,9 @@ impl MysqlSource {
                 .unwrap_or_default();
             if current.as_deref() != Some(symbol.as_str()) {
                 if let Some(previous) = current.take() {
-                    finish(previous, &mut builder, poisoned, done);
+                    if !finish(previous, &mut builder, poisoned, done) {
+                        return Ok(false);
+                    }
                 }
                 poisoned = false;
                 // A collation that equates symbols (case, trailing spaces)
@@ -521,29 +537,37 @@ impl MysqlSource {
             values[schema.symbol] = Some(Value::from(symbol.as_str()));
             if let Err(why) = builder.push(values, schema) {
                 poisoned = true;
-                let _ = out.send(Message::Failed {
+                let failed = Message::Failed {
                     symbol: symbol.clone(),
                     error: format!("row {} of the symbol: {why}", builder.rows() + 1),
-                });
+                };
+                if out.send(failed).is_err() {
+                    return Ok(false);
+                }
             }
         }
         if let Some(previous) = current.take() {
-            finish(previous, &mut builder, poisoned, done);
+            if !finish(previous, &mut builder, poisoned, done) {
+                return Ok(false);
+            }
         }
         stats.rows.fetch_add(rows, Ordering::Relaxed);
         drop(result);
         // Symbols without rows (none in the range, or not in the table).
         for symbol in symbols {
             if !done.contains(symbol) {
-                let _ = out.send(Message::Group(Group {
+                let empty = Message::Group(Group {
                     symbol: symbol.clone(),
                     fetch,
                     batch: arrow::array::RecordBatch::new_empty(schema.arrow()),
-                }));
+                });
+                if out.send(empty).is_err() {
+                    return Ok(false);
+                }
                 done.insert(symbol.clone());
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Close the connections politely.
@@ -561,6 +585,8 @@ struct Batch {
 
 struct Shared {
     queue: Mutex<VecDeque<Batch>>,
+    /// Nobody receives any more (the run ended early): ask for nothing more.
+    abandoned: AtomicBool,
     gave_up: AtomicBool,
     give_up_reason: Mutex<String>,
 }

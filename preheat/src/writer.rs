@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
-use kiln_contracts::append::{BaseGroup, KeyFileTail};
+use kiln_contracts::append::{BaseGroup, FooterSchema, KeyFileTail};
 use kiln_contracts::dataset::KeyFileWriter;
 use kiln_contracts::{IndexEntry, KeyedDataset};
 
@@ -60,6 +60,8 @@ pub struct WriteContext {
     /// Where files go now; a checkpoint swaps it while holding it for write.
     pub staging: Arc<RwLock<StagingView>>,
     pub writer: KeyFileWriter,
+    /// What the footers of the files `writer` makes hold alike.
+    pub footer: Option<FooterSchema>,
     /// Footer metadata every file gets.
     pub metadata: Vec<(String, String)>,
     /// Null counts of the cached files (from the index).
@@ -189,8 +191,11 @@ impl WriteContext {
     ) -> Result<Option<Outcome>, String> {
         let cached = self.cached.as_ref().expect("entry implies cache");
         let path = cached.path_of(entry);
-        let old =
-            KeyFileTail::open(&path).map_err(|e| format!("cannot read the cached file: {e}"))?;
+        let old = match &self.footer {
+            Some(footer) => KeyFileTail::open_expecting(&path, footer),
+            None => KeyFileTail::open(&path),
+        }
+        .map_err(|e| format!("cannot read the cached file: {e}"))?;
         let date_name = &self.schema.columns[self.schema.date].name;
         let (Some(_), Some(groups)) = (old.base_group(), old.row_group_dates(date_name)) else {
             return Ok(None);

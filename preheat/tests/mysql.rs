@@ -889,3 +889,50 @@ fn datetime_dates_unsigned_and_text_columns_map_to_contract_types() {
     }
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
+
+/// A run that ends early (the staging copy could not be made, a checkpoint
+/// failed) drops its receiving side while the source may still have most
+/// of the table to read: the fetch stops after the query under way.
+#[test]
+fn a_fetch_nobody_receives_stops_after_the_query_under_way() {
+    use kiln_preheat::columns::ColumnMap;
+    use kiln_preheat::mysql::{FetchStats, MysqlOptions, MysqlSource};
+    use kiln_preheat::plan::{Bounds, Fetch};
+
+    let (url, table) = (url(), table("abandoned"));
+    let spec = spec(40, 5);
+    load(&url, &table, &spec);
+    let options = MysqlOptions {
+        url: url.clone(),
+        password: None,
+        table: table.clone(),
+        jobs: 1,
+        batch_symbols: 1,
+        retries: 0,
+        retry_delay: std::time::Duration::from_millis(10),
+        connect_timeout: std::time::Duration::from_secs(10),
+    };
+    let source = MysqlSource::connect(options, &ColumnMap::default()).unwrap();
+    let tasks: Vec<(String, Fetch)> = (0..spec.symbols)
+        .map(|i| (spec.symbol(i), Fetch::Full))
+        .collect();
+    let stats = FetchStats::default();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    drop(rx);
+    source.fetch(tasks.clone(), Bounds::default(), false, &tx, &stats);
+    let queries = stats.queries.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(queries, 1, "one query of {} asked", tasks.len());
+
+    // Received, the same fetch asks for every batch.
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let stats = FetchStats::default();
+    source.fetch(tasks.clone(), Bounds::default(), false, &tx, &stats);
+    drop(tx);
+    assert_eq!(rx.iter().count(), tasks.len());
+    assert_eq!(
+        stats.queries.load(std::sync::atomic::Ordering::Relaxed),
+        tasks.len() as u64
+    );
+    source.disconnect();
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
