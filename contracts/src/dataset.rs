@@ -396,7 +396,7 @@ pub struct KeyFileWriter {
 }
 
 /// What every file of one schema is written with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Prepared {
     schema: SchemaRef,
     options: ArrowWriterOptions,
@@ -483,7 +483,7 @@ impl KeyFileWriter {
         sink: W,
         schema: &SchemaRef,
     ) -> Result<ArrowWriter<W>, parquet::errors::ParquetError> {
-        let options = self.prepared(schema)?.options;
+        let options = self.prepared(schema, |p| p.options.clone())?;
         ArrowWriter::try_new_with_options(sink, schema.clone(), options)
     }
 
@@ -497,7 +497,7 @@ impl KeyFileWriter {
         sink: W,
         schema: &SchemaRef,
     ) -> Result<ArrowWriter<W>, parquet::errors::ParquetError> {
-        let options = self.prepared(schema)?.uncompressed;
+        let options = self.prepared(schema, |p| p.uncompressed.clone())?;
         ArrowWriter::try_new_with_options(sink, schema.clone(), options)
     }
 
@@ -508,13 +508,19 @@ impl KeyFileWriter {
         &self,
         schema: &SchemaRef,
     ) -> Result<FooterSchema, parquet::errors::ParquetError> {
-        Ok(self.prepared(schema)?.footer)
+        self.prepared(schema, |p| p.footer.clone())
     }
 
-    fn prepared(&self, schema: &SchemaRef) -> Result<Prepared, parquet::errors::ParquetError> {
+    /// `pick` of what files of `schema` are written with (made once per
+    /// schema; only the part a file needs is cloned for it).
+    fn prepared<T>(
+        &self,
+        schema: &SchemaRef,
+        pick: impl FnOnce(&Prepared) -> T,
+    ) -> Result<T, parquet::errors::ParquetError> {
         let mut prepared = self.prepared.lock().expect("prepared options");
         if let Some(p) = prepared.as_ref().filter(|p| &p.schema == schema) {
-            return Ok(p.clone());
+            return Ok(pick(p));
         }
         // What `ArrowWriter::try_new` would do for each file.
         let mut props = self.props.clone();
@@ -552,8 +558,9 @@ impl KeyFileWriter {
             uncompressed,
             footer,
         };
-        *prepared = Some(p.clone());
-        Ok(p)
+        let picked = pick(&p);
+        *prepared = Some(p);
+        Ok(picked)
     }
 
     /// Footer metadata every key file gets: its key, the key column, and
