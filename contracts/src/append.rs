@@ -35,7 +35,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::SchemaDescPtr;
 
 use crate::dataset::{date_range, KeyFileWriter};
-use crate::encode::append_row_group;
+use crate::encode::{append_row_group, append_row_group_of};
 use crate::error::{ContractError, IoContext};
 use crate::index::{self, IndexEntry};
 use crate::rewrite::write_changed_pages;
@@ -275,17 +275,25 @@ pub struct KeyFileTail {
 /// refresh runs a day after the last one, when its files have often left
 /// the page cache; reading them one at a time as each writer reaches its
 /// file leaves the disk idle between reads and the writers waiting.
-pub fn prefetch_tail(path: &Path, len: u64) {
+///
+/// Returns the file, opened for reading (and writing, with `write`): a
+/// refresh that takes it over skips opening it again (two opens and two
+/// closes per symbol were ~5 % of a night's CPU).
+pub fn prefetch_tail(path: &Path, len: u64, write: bool) -> Option<File> {
     const BLOCK: u64 = 4096;
-    if let Ok(file) = File::open(path) {
-        let start = len.saturating_sub(TAIL_READ + BLOCK);
-        let _ = rustix::fs::fadvise(
-            &file,
-            start,
-            std::num::NonZeroU64::new(len - start),
-            rustix::fs::Advice::WillNeed,
-        );
-    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .open(path)
+        .ok()?;
+    let start = len.saturating_sub(TAIL_READ + BLOCK);
+    let _ = rustix::fs::fadvise(
+        &file,
+        start,
+        std::num::NonZeroU64::new(len - start),
+        rustix::fs::Advice::WillNeed,
+    );
+    Some(file)
 }
 
 impl KeyFileTail {
@@ -304,7 +312,18 @@ impl KeyFileTail {
     }
 
     fn open_with(path: &Path, footer: Option<&FooterSchema>) -> Result<Self, ContractError> {
-        let reader = TailReader::new(File::open(path).at(path)?, TAIL_READ).at(path)?;
+        Self::of_file(path, File::open(path).at(path)?, footer)
+    }
+
+    /// [`KeyFileTail::open`] (or, with `footer`,
+    /// [`KeyFileTail::open_expecting`]) of `file`, already open, which is
+    /// `path` (named in errors).
+    pub fn of_file(
+        path: &Path,
+        file: File,
+        footer: Option<&FooterSchema>,
+    ) -> Result<Self, ContractError> {
+        let reader = TailReader::new(file, TAIL_READ).at(path)?;
         let parse = |schema: Option<&SchemaDescPtr>| {
             let options = schema.map(|s| ParquetMetaDataOptions::new().with_schema(s.clone()));
             ParquetMetaDataReader::new()
@@ -430,11 +449,36 @@ impl KeyFileTail {
     }
 }
 
+/// What a file already in the directory [`KeyFileWriter::write_after_base`]
+/// writes into is known to hold (an older version, e.g. in a reused
+/// staging copy): its base group and length; and the file, when it is
+/// already open for writing (see [`prefetch_tail`]).
+#[derive(Debug)]
+pub struct StagedFile {
+    pub base: BaseGroup,
+    pub len: u64,
+    pub file: Option<File>,
+}
+
+impl From<(BaseGroup, u64)> for StagedFile {
+    fn from((base, len): (BaseGroup, u64)) -> Self {
+        Self {
+            base,
+            len,
+            file: None,
+        }
+    }
+}
+
 /// A file in a staging directory that may be updated in place (a regular
 /// file with no other link, never a hard link to a published file), and
 /// its length.
 fn reusable(path: &Path) -> Option<(File, u64)> {
-    let file = std::fs::OpenOptions::new().write(true).open(path).ok()?;
+    reusable_file(std::fs::OpenOptions::new().write(true).open(path).ok()?)
+}
+
+/// [`reusable`] of a file already open for writing.
+fn reusable_file(file: File) -> Option<(File, u64)> {
     let meta = file.metadata().ok()?;
     (meta.is_file() && meta.nlink() == 1).then_some((file, meta.len()))
 }
@@ -499,11 +543,11 @@ impl KeyFileWriter {
     }
 
     /// Write `key`'s file in `dir` as `old`'s base group (its bytes, not
-    /// decoded) followed by `tail` (rows dated after the base, in order) as
-    /// the tail group. `staged` is what the file already in `dir` (an
-    /// older version, e.g. in a reused staging copy) is known to hold: its
-    /// base group and length. When that base is `old`'s and the file still
-    /// has that length and no other link, only the bytes after the base are
+    /// decoded) followed by the rows of `tail` (batches of rows dated after
+    /// the base, in order) as the tail group. `staged` is what the file
+    /// already in `dir` (an older version, e.g. in a reused staging copy)
+    /// is known to hold. When its base is `old`'s and the file still has
+    /// that length and no other link, only the bytes after the base are
     /// written; otherwise the whole file. `old` must have a base group
     /// ([`KeyFileTail::base_group`]) and the same schema.
     pub fn write_after_base(
@@ -511,8 +555,8 @@ impl KeyFileWriter {
         dir: &Path,
         key: &str,
         old: &KeyFileTail,
-        staged: Option<(BaseGroup, u64)>,
-        tail: &RecordBatch,
+        staged: Option<StagedFile>,
+        tail: &[RecordBatch],
         metadata: &[(String, String)],
     ) -> Result<(IndexEntry, BaseGroup), ContractError> {
         let file_name = index::key_file_name(key, FileFormat::Parquet);
@@ -528,13 +572,18 @@ impl KeyFileWriter {
             .row_group_dates(self.date_column())
             .and_then(|d| d.first().copied())
             .ok_or_else(|| bad("has no date statistics"))?;
-        let last_date = date_range(tail, self.date_column(), self.date_type())
+        let last_date = tail
+            .iter()
+            .rev()
+            .find_map(|part| date_range(part, self.date_column(), self.date_type()))
             .map_or(base_dates.max, |(_, last)| last);
 
         let in_place = match staged {
-            Some((staged_base, staged_len)) if staged_base == base => {
-                reusable(&path).filter(|(_, len)| *len == staged_len)
+            Some(staged) if staged.base == base => match staged.file {
+                Some(file) => reusable_file(file),
+                None => reusable(&path),
             }
+            .filter(|(_, len)| *len == staged.len),
             _ => None,
         };
         let len = match in_place {
@@ -568,7 +617,8 @@ impl KeyFileWriter {
         let entry = IndexEntry {
             key: key.to_owned(),
             file: file_name,
-            rows: old.metadata.row_group(0).num_rows() as u64 + tail.num_rows() as u64,
+            rows: old.metadata.row_group(0).num_rows() as u64
+                + tail.iter().map(|p| p.num_rows() as u64).sum::<u64>(),
             first_date: base_dates.min,
             last_date,
             bytes: len,
@@ -586,7 +636,7 @@ impl KeyFileWriter {
         key: &str,
         old: &KeyFileTail,
         base: BaseGroup,
-        tail: &RecordBatch,
+        tail: &[RecordBatch],
         metadata: &[(String, String)],
         base_bytes: &R,
         skip: u64,
@@ -595,8 +645,15 @@ impl KeyFileWriter {
             path: path.to_path_buf(),
             source,
         };
+        let schema =
+            tail.first()
+                .map(RecordBatch::schema)
+                .ok_or_else(|| ContractError::BadFile {
+                    path: path.to_path_buf(),
+                    reason: "no tail batch to take the schema from".into(),
+                })?;
         let mut writer = self
-            .tail_writer(Suffix::from(skip), &tail.schema())
+            .tail_writer(Suffix::from(skip), &schema)
             .map_err(perr)?;
         self.describe(&mut writer, key, metadata);
         writer.append_key_value_metadata(KeyValue::new(BASE_GROUP_KEY.into(), base.encode()));
@@ -615,8 +672,8 @@ impl KeyFileWriter {
             rg_writer.append_column(base_bytes, close).map_err(perr)?;
         }
         rg_writer.close().map_err(perr)?;
-        if tail.num_rows() > 0 {
-            append_row_group(&mut file_writer, &factory, tail).map_err(perr)?;
+        if tail.iter().any(|p| p.num_rows() > 0) {
+            append_row_group_of(&mut file_writer, &factory, tail).map_err(perr)?;
         }
         Ok(file_writer.into_inner().map_err(perr)?.bytes)
     }
@@ -760,7 +817,7 @@ mod tests {
         w.write_split(&d[1], "a", &batch(0..100), 100, &[], None)
             .unwrap();
         let v1 = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
-        w.write_after_base(&d[0], "a", &v1, None, &batch(100..101), &[])
+        w.write_after_base(&d[0], "a", &v1, None, &[batch(100..101)], &[])
             .unwrap();
         let v2_path = d[0].join("a.parquet");
         let v2 = KeyFileTail::open(&v2_path).unwrap();
@@ -776,9 +833,17 @@ mod tests {
             &[batch(100..101), batch(101..103)],
         )
         .unwrap();
-        let v1_file = Some((v1.base_group().unwrap(), before.len() as u64));
+        // The tail's rows as two batches, and the staged file as opened by
+        // the prefetch.
+        let v1_file = StagedFile {
+            base: v1.base_group().unwrap(),
+            len: before.len() as u64,
+            file: prefetch_tail(&staged, before.len() as u64, true),
+        };
+        assert!(v1_file.file.is_some());
+        let parts = [batch(100..101), batch(101..103)];
         let (entry, base) = w
-            .write_after_base(&d[1], "a", &v2, v1_file, &tail, &[])
+            .write_after_base(&d[1], "a", &v2, Some(v1_file), &parts, &[])
             .unwrap();
         assert_eq!(Some(base), v2.base_group());
         assert_eq!(
@@ -795,13 +860,14 @@ mod tests {
         let end = v2.base_group().unwrap().end as usize;
         assert_eq!(after[..end], before[..end]);
         assert_eq!(entry.bytes, after.len() as u64);
-        // The same file, written whole where there is no older version.
-        w.write_after_base(&d[2], "a", &v2, None, &tail, &[])
+        // The same file, written whole where there is no older version,
+        // from the rows in one batch.
+        w.write_after_base(&d[2], "a", &v2, None, &[tail], &[])
             .unwrap();
         assert_eq!(std::fs::read(d[2].join("a.parquet")).unwrap(), after);
         // And shorter again (a tail replaced by fewer rows).
-        let v3_file = Some((base, entry.bytes));
-        w.write_after_base(&d[1], "a", &v2, v3_file, &batch(100..101), &[])
+        let v3_file = Some((base, entry.bytes).into());
+        w.write_after_base(&d[1], "a", &v2, v3_file, &[batch(100..101)], &[])
             .unwrap();
         assert_eq!(
             std::fs::read(&staged).unwrap(),
@@ -817,7 +883,7 @@ mod tests {
             .write_split(&d[1], "a", &batch(0..100), 100, &[], None)
             .unwrap();
         let v1 = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
-        w.write_after_base(&d[0], "a", &v1, None, &batch(100..101), &[])
+        w.write_after_base(&d[0], "a", &v1, None, &[batch(100..101)], &[])
             .unwrap();
         let v2 = KeyFileTail::open(&d[0].join("a.parquet")).unwrap();
         // Mark a byte inside the staged file's base: writing the whole file
@@ -826,9 +892,10 @@ mod tests {
         let mut marked = std::fs::read(&staged).unwrap();
         marked[10] ^= 0xff;
         std::fs::write(&staged, &marked).unwrap();
-        w.write_after_base(&d[1], "a", &v2, Some((b1, e1.bytes)), &batch(100..102), &[])
+        let known = Some((b1, e1.bytes).into());
+        w.write_after_base(&d[1], "a", &v2, known, &[batch(100..102)], &[])
             .unwrap();
-        w.write_after_base(&d[2], "a", &v2, None, &batch(100..102), &[])
+        w.write_after_base(&d[2], "a", &v2, None, &[batch(100..102)], &[])
             .unwrap();
         let (after, whole) = (
             std::fs::read(&staged).unwrap(),
@@ -865,8 +932,8 @@ mod tests {
             &d[1],
             "a",
             &published,
-            Some((s, len)),
-            &batch(100..102),
+            Some((s, len).into()),
+            &[batch(100..102)],
             &[],
         )
         .unwrap();
@@ -879,8 +946,8 @@ mod tests {
             &d[1],
             "a",
             &published,
-            Some((p, len + 1)),
-            &batch(100..102),
+            Some((p, len + 1).into()),
+            &[batch(100..102)],
             &[],
         )
         .unwrap();
@@ -897,8 +964,21 @@ mod tests {
         std::fs::hard_link(&published, d[1].join("a.parquet")).unwrap();
         let before = std::fs::read(&published).unwrap();
         let old = KeyFileTail::open(&published).unwrap();
-        let linked = Some((old.base_group().unwrap(), before.len() as u64));
-        w.write_after_base(&d[1], "a", &old, linked, &batch(100..101), &[])
+        let linked = Some((old.base_group().unwrap(), before.len() as u64).into());
+        w.write_after_base(&d[1], "a", &old, linked, &[batch(100..101)], &[])
+            .unwrap();
+        assert_eq!(std::fs::read(&published).unwrap(), before);
+        assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..101));
+        // Nor through a link the prefetch opened for writing.
+        std::fs::remove_file(d[1].join("a.parquet")).unwrap();
+        std::fs::hard_link(&published, d[1].join("a.parquet")).unwrap();
+        let opened = StagedFile {
+            base: old.base_group().unwrap(),
+            len: before.len() as u64,
+            file: prefetch_tail(&d[1].join("a.parquet"), before.len() as u64, true),
+        };
+        assert!(opened.file.is_some());
+        w.write_after_base(&d[1], "a", &old, Some(opened), &[batch(100..101)], &[])
             .unwrap();
         assert_eq!(std::fs::read(&published).unwrap(), before);
         assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..101));
@@ -911,7 +991,7 @@ mod tests {
         w.write_split(&d[0], "a", &batch(0..100), 100, &[], None)
             .unwrap();
         let v1 = KeyFileTail::open(&d[0].join("a.parquet")).unwrap();
-        w.write_after_base(&d[1], "a", &v1, None, &batch(100..130), &[])
+        w.write_after_base(&d[1], "a", &v1, None, &[batch(100..130)], &[])
             .unwrap();
         let path = d[1].join("a.parquet");
         assert_eq!(read_all(&path), batch(0..130));
@@ -947,6 +1027,24 @@ mod tests {
                 .unwrap(),
             batch(90..100)
         );
+        // The same from the file as the prefetch opened it.
+        let len = std::fs::metadata(&path).unwrap().len();
+        let opened = prefetch_tail(&path, len, false).unwrap();
+        let of_file = KeyFileTail::of_file(&path, opened, Some(&footer)).unwrap();
+        assert_eq!(
+            of_file.metadata.file_metadata(),
+            expecting.metadata.file_metadata()
+        );
+        assert_eq!(
+            of_file.metadata.row_groups(),
+            expecting.metadata.row_groups()
+        );
+        assert_eq!(
+            of_file
+                .read_row_groups(1..2, &batch(0..0).schema())
+                .unwrap(),
+            batch(90..100)
+        );
 
         // A file of another schema with as many columns (x as Int64): its
         // own schema is decoded, not the expected one.
@@ -978,7 +1076,7 @@ mod tests {
         let old = KeyFileTail::open(&path).unwrap();
         let schema = batch(0..0).schema();
         assert_eq!(old.read_row_groups(0..2, &schema).unwrap(), batch(days));
-        w.write_after_base(&d[1], "a", &old, None, &batch(19_990..20_001), &[])
+        w.write_after_base(&d[1], "a", &old, None, &[batch(19_990..20_001)], &[])
             .unwrap();
         assert_eq!(read_all(&d[1].join("a.parquet")), batch(0..20_001));
     }

@@ -15,10 +15,10 @@
 
 use std::io::Write;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{
-    DataType, Date32Type, Float32Type, Float64Type, Int64Type, TimestampMicrosecondType,
+    DataType, Date32Type, Field, Float32Type, Float64Type, Int64Type, TimestampMicrosecondType,
 };
 use bytes::Bytes;
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowRowGroupWriterFactory};
@@ -53,19 +53,36 @@ pub(crate) fn append_row_group<W: Write + Send>(
     factory: &ArrowRowGroupWriterFactory,
     batch: &RecordBatch,
 ) -> Result<(), ParquetError> {
-    if supported(batch) {
-        return write_row_group(writer, batch);
+    append_row_group_of(writer, factory, std::slice::from_ref(batch))
+}
+
+/// [`append_row_group`] of the rows of `parts` (batches of one schema), in
+/// order, as one row group, without copying them into one batch first (a
+/// nightly refresh's tail group is the old tail's kept rows and the new
+/// ones; concatenating them was 4 % of a night's CPU). The bytes are their
+/// concatenation's unless a page limit falls inside a part (a page may
+/// then end at another row).
+pub(crate) fn append_row_group_of<W: Write + Send>(
+    writer: &mut SerializedFileWriter<W>,
+    factory: &ArrowRowGroupWriterFactory,
+    parts: &[RecordBatch],
+) -> Result<(), ParquetError> {
+    let rows: Vec<&RecordBatch> = parts.iter().filter(|p| p.num_rows() > 0).collect();
+    if !rows.is_empty() && rows.iter().all(|p| supported(p)) {
+        return write_row_group(writer, &rows);
     }
     let mut columns = factory.create_column_writers(writer.flushed_row_groups().len())?;
-    for ((field, array), column) in batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .zip(columns.iter_mut())
-    {
-        for leaf in compute_leaves(field, array)? {
-            column.write(&leaf)?;
+    for part in parts {
+        for ((field, array), column) in part
+            .schema()
+            .fields()
+            .iter()
+            .zip(part.columns())
+            .zip(columns.iter_mut())
+        {
+            for leaf in compute_leaves(field, array)? {
+                column.write(&leaf)?;
+            }
         }
     }
     let mut row_group = writer.next_row_group()?;
@@ -76,64 +93,74 @@ pub(crate) fn append_row_group<W: Write + Send>(
     Ok(())
 }
 
-/// Write `batch` as the next row group of `writer`, whose schema was made
-/// from `batch`'s. The caller checks [`supported`] first.
+/// Write the rows of `parts` (of one schema, each [`supported`]) as the
+/// next row group of `writer`, whose schema was made from theirs.
 fn write_row_group<W: Write + Send>(
     writer: &mut SerializedFileWriter<W>,
-    batch: &RecordBatch,
+    parts: &[&RecordBatch],
 ) -> Result<(), ParquetError> {
-    let schema = batch.schema();
+    let schema = parts[0].schema();
     let mut row_group = writer.next_row_group()?;
-    for (field, array) in schema.fields().iter().zip(batch.columns()) {
+    for (i, field) in schema.fields().iter().enumerate() {
         let mut column = row_group
             .next_column()?
             .ok_or_else(|| ParquetError::General("fewer parquet columns than arrow".into()))?;
-        let nulls = field.is_nullable().then(|| array.logical_nulls());
-        match field.data_type() {
-            DataType::Float64 => {
-                let values = array.as_primitive::<Float64Type>().values();
-                write_column::<pq::DoubleType>(&mut column, values, nulls)?;
-            }
-            DataType::Float32 => {
-                let values = array.as_primitive::<Float32Type>().values();
-                write_column::<pq::FloatType>(&mut column, values, nulls)?;
-            }
-            DataType::Int64 => {
-                let values = array.as_primitive::<Int64Type>().values();
-                write_column::<pq::Int64Type>(&mut column, values, nulls)?;
-            }
-            DataType::Timestamp(..) => {
-                let values = array.as_primitive::<TimestampMicrosecondType>().values();
-                write_column::<pq::Int64Type>(&mut column, values, nulls)?;
-            }
-            DataType::Date32 => {
-                let values = array.as_primitive::<Date32Type>().values();
-                write_column::<pq::Int32Type>(&mut column, values, nulls)?;
-            }
-            DataType::Utf8 => {
-                let strings = array.as_string::<i32>();
-                let offsets = strings.value_offsets();
-                let (first, last) = (offsets[0] as usize, offsets[strings.len()] as usize);
-                // One copy of the column's bytes; each value is a slice of it.
-                let data = Bytes::copy_from_slice(&strings.value_data()[first..last]);
-                let values: Vec<ByteArray> = offsets
-                    .windows(2)
-                    .map(|w| {
-                        ByteArray::from(data.slice(w[0] as usize - first..w[1] as usize - first))
-                    })
-                    .collect();
-                write_column::<pq::ByteArrayType>(&mut column, &values, nulls)?;
-            }
-            other => {
-                return Err(ParquetError::General(format!(
-                    "column {} has type {other}, not a key-file type",
-                    field.name()
-                )))
-            }
+        for part in parts {
+            write_array(&mut column, field, part.column(i))?;
         }
         column.close()?;
     }
     row_group.close()?;
+    Ok(())
+}
+
+/// One batch's values of `field` into `column` (more may follow).
+fn write_array(
+    column: &mut SerializedColumnWriter<'_>,
+    field: &Field,
+    array: &ArrayRef,
+) -> Result<(), ParquetError> {
+    let nulls = field.is_nullable().then(|| array.logical_nulls());
+    match field.data_type() {
+        DataType::Float64 => {
+            let values = array.as_primitive::<Float64Type>().values();
+            write_column::<pq::DoubleType>(column, values, nulls)?;
+        }
+        DataType::Float32 => {
+            let values = array.as_primitive::<Float32Type>().values();
+            write_column::<pq::FloatType>(column, values, nulls)?;
+        }
+        DataType::Int64 => {
+            let values = array.as_primitive::<Int64Type>().values();
+            write_column::<pq::Int64Type>(column, values, nulls)?;
+        }
+        DataType::Timestamp(..) => {
+            let values = array.as_primitive::<TimestampMicrosecondType>().values();
+            write_column::<pq::Int64Type>(column, values, nulls)?;
+        }
+        DataType::Date32 => {
+            let values = array.as_primitive::<Date32Type>().values();
+            write_column::<pq::Int32Type>(column, values, nulls)?;
+        }
+        DataType::Utf8 => {
+            let strings = array.as_string::<i32>();
+            let offsets = strings.value_offsets();
+            let (first, last) = (offsets[0] as usize, offsets[strings.len()] as usize);
+            // One copy of the column's bytes; each value is a slice of it.
+            let data = Bytes::copy_from_slice(&strings.value_data()[first..last]);
+            let values: Vec<ByteArray> = offsets
+                .windows(2)
+                .map(|w| ByteArray::from(data.slice(w[0] as usize - first..w[1] as usize - first)))
+                .collect();
+            write_column::<pq::ByteArrayType>(column, &values, nulls)?;
+        }
+        other => {
+            return Err(ParquetError::General(format!(
+                "column {} has type {other}, not a key-file type",
+                field.name()
+            )))
+        }
+    }
     Ok(())
 }
 
@@ -276,7 +303,7 @@ mod tests {
         let by_arrow = arrow.into_inner().unwrap();
         let typed = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).unwrap();
         let (mut file, _) = typed.into_serialized_writer().unwrap();
-        write_row_group(&mut file, batch).unwrap();
+        write_row_group(&mut file, &[batch]).unwrap();
         (by_arrow, file.into_inner().unwrap())
     }
 
@@ -348,6 +375,69 @@ mod tests {
                 assert_eq!(read_back(typed, &b.schema()), b);
             }
         }
+    }
+
+    #[test]
+    fn a_row_group_of_several_batches_is_that_of_their_concatenation() {
+        let whole = batch(1000).slice(5, 900);
+        let parts = [
+            whole.slice(0, 1),
+            whole.slice(1, 0),
+            whole.slice(1, 299),
+            whole.slice(300, 600),
+        ];
+        let kiln = KeyFileWriter::new(
+            FileFormat::Parquet,
+            Codec::None,
+            "key",
+            "date",
+            ColumnType::Date32,
+            false,
+        );
+        let small_pages = WriterProperties::builder()
+            .set_data_page_row_count_limit(64)
+            .set_write_batch_size(50)
+            .build();
+        let props = [
+            kiln.props.clone(),
+            WriterProperties::builder().build(),
+            small_pages,
+        ];
+        for (i, p) in props.into_iter().enumerate() {
+            let write = |batches: &[RecordBatch]| {
+                let arrow =
+                    ArrowWriter::try_new(Vec::new(), whole.schema(), Some(p.clone())).unwrap();
+                let (mut file, factory) = arrow.into_serialized_writer().unwrap();
+                append_row_group_of(&mut file, &factory, batches).unwrap();
+                file.into_inner().unwrap()
+            };
+            let (of_parts, of_whole) = (write(&parts), write(std::slice::from_ref(&whole)));
+            if i < 2 {
+                assert!(of_parts == of_whole, "properties {i}: other bytes");
+            }
+            assert_eq!(read_back(of_parts, &whole.schema()), whole);
+        }
+        // Parts the typed writers cannot take (a type outside the
+        // contract's) go through ArrowWriter's writers, in one row group.
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Boolean, true)]));
+        let part = |v: Vec<Option<bool>>| {
+            let array = arrow::array::BooleanArray::from(v);
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(array) as _]).unwrap()
+        };
+        let parts = [part(vec![Some(true), None]), part(vec![Some(false)])];
+        assert!(!supported(&parts[0]));
+        let arrow = ArrowWriter::try_new(Vec::new(), schema.clone(), None).unwrap();
+        let (mut file, factory) = arrow.into_serialized_writer().unwrap();
+        append_row_group_of(&mut file, &factory, &parts).unwrap();
+        let bytes = file.into_inner().unwrap();
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(&Bytes::from(bytes.clone()))
+            .unwrap();
+        assert_eq!(meta.num_row_groups(), 1);
+        assert_eq!(
+            read_back(bytes, &schema),
+            part(vec![Some(true), None, Some(false)])
+        );
     }
 
     /// Columns split into many pages (where ArrowWriter may cut pages

@@ -296,6 +296,10 @@ pub struct StagingView {
     /// Where every file written whole also goes, while the cache has no
     /// published version (see [`Staging::begin`]).
     pub twin: Option<PathBuf>,
+    /// How many times the run has published so far: a checkpoint moves the
+    /// staging copy, and files opened before it may no longer be the ones
+    /// `dir` names.
+    pub generation: u64,
 }
 
 /// The staging copy of a cache being updated.
@@ -354,6 +358,7 @@ impl Staging {
             dir: dir.path().to_path_buf(),
             spare,
             twin: twin.as_ref().map(|t| t.path().to_path_buf()),
+            generation: 0,
         }));
         Ok(Self {
             out: out.to_path_buf(),
@@ -507,6 +512,7 @@ impl Staging {
                 dir: next.path().to_path_buf(),
                 spare,
                 twin: None,
+                generation: view.generation + 1,
             };
             self.dir = Some(next);
         }

@@ -18,6 +18,7 @@ pub mod group;
 pub mod manage;
 pub mod mysql;
 pub mod plan;
+pub mod prefetch;
 pub mod redact;
 pub mod rows;
 pub mod spare;
@@ -39,6 +40,7 @@ pub use crate::error::PreheatError;
 use crate::file_source::FileSource;
 use crate::mysql::{FetchStats, MysqlOptions, MysqlSource};
 use crate::plan::{Bounds, Decision, Fetch, Planner};
+use crate::prefetch::{Prefetch, Wanted};
 use crate::summary::{FailedSymbol, Summary};
 use crate::writer::{Outcome, WriteContext};
 
@@ -298,15 +300,26 @@ fn fetch_and_publish(
     // What each incremental fetch will read of the published file and
     // rewrite in place in the staging copy (once it is ready), asked of
     // the disk at once.
-    let prefetch: Vec<(PathBuf, String, u64)> = match &cache.dataset {
+    let wanted: Vec<Wanted> = match &cache.dataset {
         Some(cached) => tasks
             .iter()
             .filter(|(_, fetch)| matches!(fetch, Fetch::After(_)))
-            .filter_map(|(symbol, _)| cached.entry(symbol))
-            .map(|e| (cached.path_of(e), e.file.clone(), e.bytes))
+            .filter_map(|(symbol, _)| {
+                cached.entry(symbol).map(|e| Wanted {
+                    symbol: symbol.clone(),
+                    published: cached.path_of(e),
+                    file: e.file.clone(),
+                    len: e.bytes,
+                })
+            })
             .collect(),
         None => Vec::new(),
     };
+    let prefetch = Arc::new(if wanted.is_empty() {
+        Prefetch::none()
+    } else {
+        Prefetch::within_limits()
+    });
     let writer = KeyFileWriter::new(
         FileFormat::Parquet,
         opts.codec,
@@ -409,15 +422,11 @@ fn fetch_and_publish(
             metadata,
             cached_nulls,
             overlap_days: opts.overlap_days,
+            prefetch: prefetch.clone(),
         });
-        if !prefetch.is_empty() {
-            let dir = staging.view.read().expect("staging lock").dir.clone();
-            scope.spawn(move || {
-                for (published, file, len) in prefetch {
-                    kiln_contracts::append::prefetch_tail(&published, len);
-                    kiln_contracts::append::prefetch_tail(&dir.join(file), len);
-                }
-            });
+        if !wanted.is_empty() {
+            let view = staging.view.clone();
+            scope.spawn(move || prefetch.run(wanted, &view));
         }
         for _ in 0..opts.writers.max(1) {
             let (rx, tx, context) = (work_rx.clone(), done_tx.clone(), context.clone());

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use arrow::array::RecordBatch;
-use kiln_contracts::append::{BaseGroup, FooterSchema, KeyFileTail};
+use kiln_contracts::append::{BaseGroup, FooterSchema, KeyFileTail, StagedFile};
 use kiln_contracts::dataset::KeyFileWriter;
 use kiln_contracts::{IndexEntry, KeyedDataset};
 
@@ -13,6 +13,7 @@ use crate::cache::StagingView;
 use crate::columns::KlineSchema;
 use crate::group::{Group, Message};
 use crate::plan::{days_as, Fetch};
+use crate::prefetch::{Opened, Prefetch};
 use crate::rows::{date_values, filter_dates, format_date_value, null_counts};
 
 /// What became of one symbol.
@@ -69,6 +70,8 @@ pub struct WriteContext {
     /// `--overlap-days`: rows this recent go to a file's tail row group, so
     /// the next refresh (which refetches them) keeps the base as bytes.
     pub overlap_days: u32,
+    /// Files the prefetch opened for incremental symbols.
+    pub prefetch: Arc<Prefetch>,
 }
 
 /// Rows a file's tail row group may gather from nightly refreshes before
@@ -89,16 +92,28 @@ impl WriteContext {
     /// publishes a file whose outcome it has not recorded).
     pub fn handle(&self, message: Message, staging: &StagingView) -> Outcome {
         match message {
-            Message::Failed { symbol, error } => Outcome::Failed { symbol, error },
+            Message::Failed { symbol, error } => {
+                self.prefetch.take(&symbol, staging.generation);
+                Outcome::Failed { symbol, error }
+            }
             Message::Group(group) => {
                 let symbol = group.symbol.clone();
-                self.write(group, staging)
+                let opened = match group.fetch {
+                    Fetch::After(_) => self.prefetch.take(&symbol, staging.generation),
+                    Fetch::Full => None,
+                };
+                self.write(group, opened, staging)
                     .unwrap_or_else(|error| Outcome::Failed { symbol, error })
             }
         }
     }
 
-    fn write(&self, group: Group, staging: &StagingView) -> Result<Outcome, String> {
+    fn write(
+        &self,
+        group: Group,
+        opened: Option<Opened>,
+        staging: &StagingView,
+    ) -> Result<Outcome, String> {
         let Group {
             symbol,
             fetch,
@@ -121,7 +136,9 @@ impl WriteContext {
                 });
             }
             (Fetch::After(after), Some(entry)) => {
-                if let Some(outcome) = self.append(&symbol, entry, after, &batch, staging)? {
+                if let Some(outcome) =
+                    self.append(&symbol, entry, after, &batch, opened, staging)?
+                {
                     return Ok(outcome);
                 }
                 let cached = self.cached.as_ref().expect("entry implies cache");
@@ -187,13 +204,19 @@ impl WriteContext {
         entry: &IndexEntry,
         after: i64,
         batch: &RecordBatch,
+        opened: Option<Opened>,
         staging: &StagingView,
     ) -> Result<Option<Outcome>, String> {
         let cached = self.cached.as_ref().expect("entry implies cache");
         let path = cached.path_of(entry);
-        let old = match &self.footer {
-            Some(footer) => KeyFileTail::open_expecting(&path, footer),
-            None => KeyFileTail::open(&path),
+        let Opened { published, staged } = opened.unwrap_or(Opened {
+            published: None,
+            staged: None,
+        });
+        let old = match (published, &self.footer) {
+            (Some(file), footer) => KeyFileTail::of_file(&path, file, footer.as_ref()),
+            (None, Some(footer)) => KeyFileTail::open_expecting(&path, footer),
+            (None, None) => KeyFileTail::open(&path),
         }
         .map_err(|e| format!("cannot read the cached file: {e}"))?;
         let date_name = &self.schema.columns[self.schema.date].name;
@@ -215,9 +238,11 @@ impl WriteContext {
                 rows_fetched: batch.num_rows() as u64,
             }));
         }
-        let tail = arrow::compute::concat_batches(&self.schema.arrow(), [&rest_kept, batch])
-            .map_err(|e| e.to_string())?;
-        if tail.num_rows() > tail_limit(symbol, self.overlap_days) {
+        // The new tail group: the kept rows, then the fetched ones.
+        let tail = [rest_kept, batch.clone()];
+        if tail.iter().map(RecordBatch::num_rows).sum::<usize>()
+            > tail_limit(symbol, self.overlap_days)
+        {
             return Ok(None);
         }
         // Null counts without decoding the base: the cache's count for the
@@ -227,12 +252,29 @@ impl WriteContext {
             let left = nulls.get(&column).copied().unwrap_or(0).saturating_sub(n);
             nulls.insert(column, left);
         }
-        for (column, n) in null_counts(&tail) {
+        for (column, n) in tail.iter().flat_map(null_counts) {
             *nulls.entry(column).or_default() += n;
         }
         nulls.retain(|_, n| *n > 0);
-        let metadata = self.metadata_for(&tail, groups[0].max);
-        let staged = staging.spare.get(&entry.file).copied();
+        let last = tail
+            .iter()
+            .rev()
+            .find_map(|part| {
+                date_values(part, self.schema.date)
+                    .last()
+                    .copied()
+                    .flatten()
+            })
+            .unwrap_or(groups[0].max);
+        let metadata = self.metadata_with_last(last);
+        let staged = staging
+            .spare
+            .get(&entry.file)
+            .map(|&(base, len)| StagedFile {
+                base,
+                len,
+                file: staged,
+            });
         let (written, base) = self
             .writer
             .write_after_base(&staging.dir, symbol, &old, staged, &tail, &metadata)
@@ -255,6 +297,11 @@ impl WriteContext {
             .copied()
             .flatten()
             .unwrap_or(last_kept);
+        self.metadata_with_last(last)
+    }
+
+    /// Footer metadata of a file whose last row is dated `last`.
+    fn metadata_with_last(&self, last: i64) -> Vec<(String, String)> {
         let mut metadata = self.metadata.clone();
         metadata.push((
             "kiln.preheat.last_date".into(),

@@ -340,6 +340,53 @@ fn a_symbol_gone_from_the_table_keeps_its_cached_file_and_new_ones_arrive() {
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
 
+/// Checkpoints during nightly refreshes that update the spare in place. A
+/// checkpoint moves the staging copy, so files the prefetch opened before
+/// it are no longer the ones their names say: the writers drop them (and
+/// the checkpoint has by then replaced the staging files of symbols still
+/// to come by links, which are never written through). Every night's cache
+/// must hold exactly the table's rows.
+#[test]
+fn checkpoints_during_nightly_refreshes_leave_every_file_right() {
+    let (url, table) = (url(), table("checkpoint_nights"));
+    let all = spec(40, 44);
+    let first = 40;
+    let (dir, cache, _spare) = preheated_first_days(&url, &table, &all, first);
+    // Listed, not `all`: outcomes are recorded as they come (with `all`
+    // they wait for the table's symbol list, often to the end).
+    let symbols: Vec<String> = (0..all.symbols).map(|i| all.symbol(i)).collect();
+    let symbols = symbols.join(",");
+    for night in 0..4 {
+        insert_days(&url, &table, &all, first + night..first + night + 1);
+        // One query of one symbol at a time, a checkpoint after each
+        // outcome: the prefetch opens every file at the start, and the
+        // writers meet them after checkpoints.
+        let summary = run_ok(
+            &url,
+            &table,
+            &cache,
+            &[
+                "--symbols",
+                &symbols,
+                "--ttl",
+                "0s",
+                "--checkpoint",
+                "0s",
+                "--jobs",
+                "1",
+                "--batch-symbols",
+                "1",
+            ],
+        );
+        assert_eq!(summary["failed"].as_array().unwrap().len(), 0, "{summary}");
+        assert!(summary["publishes"].as_u64().unwrap() > 2, "{summary}");
+        let full = full_preheat(&url, &table, &dir.path().join(format!("full-{night}")));
+        assert_eq!(cache_rows(&cache), full, "night {night}");
+        assert_no_leftovers(&cache);
+    }
+    exec(&url, &format!("DROP TABLE `{table}`"));
+}
+
 #[test]
 fn nightly_refreshes_keep_the_base_as_bytes_and_fold_long_tails() {
     let (url, table) = (url(), table("nights"));
