@@ -356,6 +356,7 @@ fn checkpoints_during_nightly_refreshes_leave_every_file_right() {
     // they wait for the table's symbol list, often to the end).
     let symbols: Vec<String> = (0..all.symbols).map(|i| all.symbol(i)).collect();
     let symbols = symbols.join(",");
+    let mut most_publishes = 0;
     for night in 0..4 {
         insert_days(&url, &table, &all, first + night..first + night + 1);
         // One query of one symbol at a time, a checkpoint after each
@@ -379,11 +380,14 @@ fn checkpoints_during_nightly_refreshes_leave_every_file_right() {
             ],
         );
         assert_eq!(summary["failed"].as_array().unwrap().len(), 0, "{summary}");
-        assert!(summary["publishes"].as_u64().unwrap() > 2, "{summary}");
+        most_publishes = most_publishes.max(summary["publishes"].as_u64().unwrap());
         let full = full_preheat(&url, &table, &dir.path().join(format!("full-{night}")));
         assert_eq!(cache_rows(&cache), full, "night {night}");
         assert_no_leftovers(&cache);
     }
+    // Outcomes that arrive during a checkpoint are published with it: on
+    // a slow disk one night may have few checkpoints, not all four.
+    assert!(most_publishes > 2, "{most_publishes} publishes at most");
     exec(&url, &format!("DROP TABLE `{table}`"));
 }
 
