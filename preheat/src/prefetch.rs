@@ -13,8 +13,9 @@ use kiln_contracts::append::prefetch_tail;
 
 use crate::cache::StagingView;
 
-/// One symbol's files as the prefetch opened them.
-#[derive(Debug)]
+/// One symbol's files as the prefetch opened them (none: the writer opens
+/// them itself).
+#[derive(Debug, Default)]
 pub struct Opened {
     /// The published file, for reading.
     pub published: Option<File>,

@@ -209,10 +209,7 @@ impl WriteContext {
     ) -> Result<Option<Outcome>, String> {
         let cached = self.cached.as_ref().expect("entry implies cache");
         let path = cached.path_of(entry);
-        let Opened { published, staged } = opened.unwrap_or(Opened {
-            published: None,
-            staged: None,
-        });
+        let Opened { published, staged } = opened.unwrap_or_default();
         let old = match (published, &self.footer) {
             (Some(file), footer) => KeyFileTail::of_file(&path, file, footer.as_ref()),
             (None, Some(footer)) => KeyFileTail::open_expecting(&path, footer),
@@ -256,17 +253,7 @@ impl WriteContext {
             *nulls.entry(column).or_default() += n;
         }
         nulls.retain(|_, n| *n > 0);
-        let last = tail
-            .iter()
-            .rev()
-            .find_map(|part| {
-                date_values(part, self.schema.date)
-                    .last()
-                    .copied()
-                    .flatten()
-            })
-            .unwrap_or(groups[0].max);
-        let metadata = self.metadata_with_last(last);
+        let metadata = self.metadata_for(&tail, groups[0].max);
         let staged = staging
             .spare
             .get(&entry.file)
@@ -289,19 +276,19 @@ impl WriteContext {
         }))
     }
 
-    /// Footer metadata of a file whose last row is `tail`'s last (or, for
-    /// an empty tail, dated `last_kept`).
-    fn metadata_for(&self, tail: &RecordBatch, last_kept: i64) -> Vec<(String, String)> {
-        let last = date_values(tail, self.schema.date)
-            .last()
-            .copied()
-            .flatten()
+    /// Footer metadata of a file whose last row is the last of `tail`'s
+    /// batches (or, for an empty tail, dated `last_kept`).
+    fn metadata_for(&self, tail: &[RecordBatch], last_kept: i64) -> Vec<(String, String)> {
+        let last = tail
+            .iter()
+            .rev()
+            .find_map(|part| {
+                date_values(part, self.schema.date)
+                    .last()
+                    .copied()
+                    .flatten()
+            })
             .unwrap_or(last_kept);
-        self.metadata_with_last(last)
-    }
-
-    /// Footer metadata of a file whose last row is dated `last`.
-    fn metadata_with_last(&self, last: i64) -> Vec<(String, String)> {
         let mut metadata = self.metadata.clone();
         metadata.push((
             "kiln.preheat.last_date".into(),
@@ -337,7 +324,7 @@ impl WriteContext {
         batch: &RecordBatch,
         staging: &StagingView,
     ) -> Result<(IndexEntry, BaseGroup), String> {
-        let metadata = self.metadata_for(batch, 0);
+        let metadata = self.metadata_for(std::slice::from_ref(batch), 0);
         // The overlap window goes to the tail group: the next refresh
         // refetches it and keeps the base as bytes.
         let dates = date_values(batch, self.schema.date);
