@@ -45,9 +45,33 @@ use crate::FileFormat;
 pub const BASE_GROUP_KEY: &str = "kiln.base_group";
 /// Parquet's leading magic; the first row group starts right after it.
 const MAGIC_LEN: u64 = 4;
-/// Bytes read from a file's end at once: its footer and a tail group (of
-/// up to some 150 rows of a dozen columns, uncompressed).
+/// Bytes read from a file's end at once when its base group's end is not
+/// known beforehand: its footer and a tail group (of up to some 150 rows
+/// of a dozen columns, uncompressed).
 const TAIL_READ: u64 = 16 * 1024;
+/// The most read at once from the page holding a known base group's end:
+/// beyond it (a tail group far larger than a refresh leaves), the file is
+/// read like one whose base is unknown.
+const MAX_TAIL_READ: u64 = 256 * 1024;
+
+/// The memory page size: the unit in which the page cache reads what a
+/// write leaves partly covered.
+fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// Where reading a key file of `len` bytes for a refresh starts: the page
+/// holding its base group's end (`base`, as the index records it), so that
+/// the tail group and footer are read and none of the base's pages before
+/// it (a night's refresh wrote those pages of the file it refreshed, so
+/// they are the ones likely still cached); else the last [`TAIL_READ`]
+/// bytes. A wrong `base` costs only a second read.
+fn tail_start(len: u64, base: Option<BaseGroup>) -> u64 {
+    match base {
+        Some(b) if b.end <= len && len - b.end <= MAX_TAIL_READ => b.end - b.end % page_size(),
+        _ => len.saturating_sub(TAIL_READ),
+    }
+}
 
 /// Rows and date range of one row group of a key file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,9 +126,10 @@ struct TailReader {
 }
 
 impl TailReader {
-    fn new(file: File, want: u64) -> io::Result<Self> {
+    /// `file` with its bytes from [`tail_start`] on read.
+    fn new(file: File, base: Option<BaseGroup>) -> io::Result<Self> {
         let len = file.metadata()?.len();
-        let tail_at = len.saturating_sub(want);
+        let tail_at = tail_start(len, base);
         let mut tail = vec![0; (len - tail_at) as usize];
         file.read_exact_at(&mut tail, tail_at)?;
         Ok(Self {
@@ -194,7 +219,7 @@ impl ChunkReader for Unread {
     }
 }
 
-/// A sink keeping the bytes of a file from offset `skip` on.
+/// A sink keeping the bytes of a file from offset `skip` on, after `head`.
 struct Suffix {
     skip: u64,
     pos: u64,
@@ -203,10 +228,18 @@ struct Suffix {
 
 impl Suffix {
     fn from(skip: u64) -> Self {
+        Self::after(skip, &[])
+    }
+
+    /// The bytes from `skip` on, following `head` (bytes known to come
+    /// before `skip`).
+    fn after(skip: u64, head: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(head.len() + 8 * 1024);
+        bytes.extend_from_slice(head);
         Self {
             skip,
             pos: 0,
-            bytes: Vec::new(),
+            bytes,
         }
     }
 }
@@ -268,25 +301,19 @@ pub struct KeyFileTail {
 }
 
 /// Ask the kernel to start reading, in the background, what refreshing a
-/// key file `len` bytes long will read of `path`: [`KeyFileTail::open`]'s
-/// read of its end, and the block an in-place rewrite after the base group
-/// must complete (it starts inside that window). Advice only: a file that
-/// is gone or unreadable is left to the refresh to report. A nightly
+/// key file `len` bytes long will read of `path` ([`KeyFileTail::of_file`]
+/// with the same `base`: its tail group and footer). Advice only: a file
+/// that is gone or unreadable is left to the refresh to report. A nightly
 /// refresh runs a day after the last one, when its files have often left
 /// the page cache; reading them one at a time as each writer reaches its
 /// file leaves the disk idle between reads and the writers waiting.
 ///
-/// Returns the file, opened for reading (and writing, with `write`): a
-/// refresh that takes it over skips opening it again (two opens and two
-/// closes per symbol were ~5 % of a night's CPU).
-pub fn prefetch_tail(path: &Path, len: u64, write: bool) -> Option<File> {
-    const BLOCK: u64 = 4096;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(write)
-        .open(path)
-        .ok()?;
-    let start = len.saturating_sub(TAIL_READ + BLOCK);
+/// Returns the file, opened for reading: a refresh that takes it over
+/// skips opening it again (two opens and two closes per symbol were ~5 %
+/// of a night's CPU).
+pub fn prefetch_tail(path: &Path, len: u64, base: Option<BaseGroup>) -> Option<File> {
+    let file = File::open(path).ok()?;
+    let start = tail_start(len, base);
     let _ = rustix::fs::fadvise(
         &file,
         start,
@@ -312,18 +339,25 @@ impl KeyFileTail {
     }
 
     fn open_with(path: &Path, footer: Option<&FooterSchema>) -> Result<Self, ContractError> {
-        Self::of_file(path, File::open(path).at(path)?, footer)
+        Self::of_file(path, None, footer, None)
     }
 
     /// [`KeyFileTail::open`] (or, with `footer`,
-    /// [`KeyFileTail::open_expecting`]) of `file`, already open, which is
-    /// `path` (named in errors).
+    /// [`KeyFileTail::open_expecting`]) of `path` or, when given, `file`,
+    /// already open, which is `path` (named in errors). With `base`, the
+    /// base group an index records for the file, it is read from the page
+    /// where that ends.
     pub fn of_file(
         path: &Path,
-        file: File,
+        file: Option<File>,
         footer: Option<&FooterSchema>,
+        base: Option<BaseGroup>,
     ) -> Result<Self, ContractError> {
-        let reader = TailReader::new(file, TAIL_READ).at(path)?;
+        let file = match file {
+            Some(file) => file,
+            None => File::open(path).at(path)?,
+        };
+        let reader = TailReader::new(file, base).at(path)?;
         let parse = |schema: Option<&SchemaDescPtr>| {
             let options = schema.map(|s| ParquetMetaDataOptions::new().with_schema(s.clone()));
             ParquetMetaDataReader::new()
@@ -470,6 +504,22 @@ impl From<(BaseGroup, u64)> for StagedFile {
     }
 }
 
+/// `file_end`, the end of a whole parquet file from offset `at` on, with a
+/// gap before its trailer (footer, length, magic) so that it ends on a page
+/// boundary: readers find the footer from the file's end and everything
+/// else by the offsets in it, so they never read the gap (parquet-mr pads
+/// row groups the same way).
+fn pad_to_page(file_end: &mut Vec<u8>, at: u64) {
+    let len = file_end.len();
+    let end = (at + len as u64).next_multiple_of(page_size());
+    if end == at + len as u64 {
+        return;
+    }
+    let trailer = crate::dataset::parquet_trailer_len(file_end);
+    file_end.resize((end - at) as usize, 0);
+    crate::direct::gap_before_tail(file_end, len, trailer);
+}
+
 /// A file in a staging directory that may be updated in place (a regular
 /// file with no other link, never a hard link to a published file), and
 /// its length.
@@ -547,9 +597,11 @@ impl KeyFileWriter {
     /// the base, in order) as the tail group. `staged` is what the file
     /// already in `dir` (an older version, e.g. in a reused staging copy)
     /// is known to hold. When its base is `old`'s and the file still has
-    /// that length and no other link, only the bytes after the base are
-    /// written; otherwise the whole file. `old` must have a base group
-    /// ([`KeyFileTail::base_group`]) and the same schema.
+    /// that length and no other link, only the pages from the one holding
+    /// the base's end on are written, and the file is padded before its
+    /// footer to end on a page boundary; otherwise the whole file is
+    /// written. `old` must have a base group ([`KeyFileTail::base_group`])
+    /// and the same schema.
     pub fn write_after_base(
         &self,
         dir: &Path,
@@ -588,7 +640,15 @@ impl KeyFileWriter {
         };
         let len = match in_place {
             Some((file, staged_len)) => {
-                let suffix = self.encode_after_base(
+                // Written in whole pages, from the one holding the base's
+                // end (its base bytes are the same in both files, and were
+                // read with the old file's tail) to the end, the gap
+                // before the footer padded: a partly written page that is
+                // not cached is first read from disk, and a night's staging
+                // copy (the version before last) is mostly not.
+                let from = base.end - base.end % page_size();
+                let head = old.reader.bytes(from, (base.end - from) as usize);
+                let mut bytes = self.encode_after_base(
                     &path,
                     key,
                     old,
@@ -596,10 +656,11 @@ impl KeyFileWriter {
                     tail,
                     metadata,
                     &Unread(base.end),
-                    base.end,
+                    Suffix::after(base.end, &head.at(&old.path)?),
                 )?;
-                file.write_all_at(&suffix, base.end).at(&path)?;
-                let len = base.end + suffix.len() as u64;
+                pad_to_page(&mut bytes, from);
+                file.write_all_at(&bytes, from).at(&path)?;
+                let len = from + bytes.len() as u64;
                 if staged_len > len {
                     file.set_len(len).at(&path)?;
                 }
@@ -607,8 +668,16 @@ impl KeyFileWriter {
                 len
             }
             None => {
-                let bytes =
-                    self.encode_after_base(&path, key, old, base, tail, metadata, &old.reader, 0)?;
+                let bytes = self.encode_after_base(
+                    &path,
+                    key,
+                    old,
+                    base,
+                    tail,
+                    metadata,
+                    &old.reader,
+                    Suffix::from(0),
+                )?;
                 let file = write_changed_pages(&path, &bytes)?;
                 self.finished(&path, file)?;
                 bytes.len() as u64
@@ -626,9 +695,9 @@ impl KeyFileWriter {
         Ok((entry, base))
     }
 
-    /// The bytes of [`KeyFileWriter::write_after_base`]'s file from offset
-    /// `skip` on, copying the base's column chunks from `base_bytes` (which
-    /// may be [`Unread`] when `skip` is the base's end).
+    /// The bytes of [`KeyFileWriter::write_after_base`]'s file that `sink`
+    /// keeps, copying the base's column chunks from `base_bytes` (which may
+    /// be [`Unread`] when `sink` skips the base).
     #[allow(clippy::too_many_arguments)]
     fn encode_after_base<R: ChunkReader>(
         &self,
@@ -639,7 +708,7 @@ impl KeyFileWriter {
         tail: &[RecordBatch],
         metadata: &[(String, String)],
         base_bytes: &R,
-        skip: u64,
+        sink: Suffix,
     ) -> Result<Vec<u8>, ContractError> {
         let perr = |source| ContractError::Parquet {
             path: path.to_path_buf(),
@@ -652,9 +721,7 @@ impl KeyFileWriter {
                     path: path.to_path_buf(),
                     reason: "no tail batch to take the schema from".into(),
                 })?;
-        let mut writer = self
-            .tail_writer(Suffix::from(skip), &schema)
-            .map_err(perr)?;
+        let mut writer = self.tail_writer(sink, &schema).map_err(perr)?;
         self.describe(&mut writer, key, metadata);
         writer.append_key_value_metadata(KeyValue::new(BASE_GROUP_KEY.into(), base.encode()));
         let (mut file_writer, factory) = writer.into_serialized_writer().map_err(perr)?;
@@ -681,7 +748,7 @@ impl KeyFileWriter {
 
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
+    use std::fs::{File, OpenOptions};
     use std::os::unix::fs::MetadataExt;
 
     use arrow::array::{Date32Array, Float64Array, StringArray};
@@ -838,7 +905,7 @@ mod tests {
         let v1_file = StagedFile {
             base: v1.base_group().unwrap(),
             len: before.len() as u64,
-            file: prefetch_tail(&staged, before.len() as u64, true),
+            file: OpenOptions::new().write(true).open(&staged).ok(),
         };
         assert!(v1_file.file.is_some());
         let parts = [batch(100..101), batch(101..103)];
@@ -861,53 +928,74 @@ mod tests {
         assert_eq!(after[..end], before[..end]);
         assert_eq!(entry.bytes, after.len() as u64);
         // The same file, written whole where there is no older version,
-        // from the rows in one batch.
+        // from the rows in one batch; in place it ends on a page boundary,
+        // padded before the footer.
         w.write_after_base(&d[2], "a", &v2, None, &[tail], &[])
             .unwrap();
-        assert_eq!(std::fs::read(d[2].join("a.parquet")).unwrap(), after);
+        let whole = std::fs::read(d[2].join("a.parquet")).unwrap();
+        assert_eq!(after, padded(&whole));
         // And shorter again (a tail replaced by fewer rows).
         let v3_file = Some((base, entry.bytes).into());
         w.write_after_base(&d[1], "a", &v2, v3_file, &[batch(100..101)], &[])
             .unwrap();
         assert_eq!(
             std::fs::read(&staged).unwrap(),
-            std::fs::read(&v2_path).unwrap()
+            padded(&std::fs::read(&v2_path).unwrap())
         );
+        assert_eq!(read_all(&staged), batch(0..101));
+    }
+
+    /// `whole` (a parquet file) with zeros before its trailer up to the
+    /// next page boundary: what an in-place write makes of it.
+    fn padded(whole: &[u8]) -> Vec<u8> {
+        let trailer = crate::dataset::parquet_trailer_len(whole);
+        let gap = whole.len().next_multiple_of(page_size() as usize) - whole.len();
+        let (body, trailer) = whole.split_at(whole.len() - trailer);
+        [body, &vec![0; gap], trailer].concat()
     }
 
     #[test]
-    fn only_the_bytes_after_a_known_base_are_written() {
+    fn only_the_pages_from_a_known_base_s_end_on_are_written_and_whole() {
         let (_root, d) = dirs(&["published", "staging", "fresh"]);
-        let w = writer(Codec::Snappy);
+        let w = writer(Codec::None);
+        // A base of a few pages.
         let (e1, b1) = w
-            .write_split(&d[1], "a", &batch(0..100), 100, &[], None)
+            .write_split(&d[1], "a", &batch(0..2000), 2000, &[], None)
             .unwrap();
+        let page = page_size() as usize;
+        let from = b1.end as usize / page * page;
+        assert!(from > 0, "a base past its first page");
         let v1 = KeyFileTail::open(&d[1].join("a.parquet")).unwrap();
-        w.write_after_base(&d[0], "a", &v1, None, &[batch(100..101)], &[])
+        w.write_after_base(&d[0], "a", &v1, None, &[batch(2000..2001)], &[])
             .unwrap();
         let v2 = KeyFileTail::open(&d[0].join("a.parquet")).unwrap();
-        // Mark a byte inside the staged file's base: writing the whole file
-        // would put the right byte back.
+        // Mark a byte in a page before the one holding the base's end
+        // (writing the whole file would put it right), and one in that page
+        // (written whole, with the base's bytes read from the published
+        // file).
         let staged = d[1].join("a.parquet");
         let mut marked = std::fs::read(&staged).unwrap();
         marked[10] ^= 0xff;
+        marked[from] ^= 0xff;
         std::fs::write(&staged, &marked).unwrap();
         let known = Some((b1, e1.bytes).into());
-        w.write_after_base(&d[1], "a", &v2, known, &[batch(100..102)], &[])
+        let (entry, _) = w
+            .write_after_base(&d[1], "a", &v2, known, &[batch(2000..2002)], &[])
             .unwrap();
-        w.write_after_base(&d[2], "a", &v2, None, &[batch(100..102)], &[])
+        w.write_after_base(&d[2], "a", &v2, None, &[batch(2000..2002)], &[])
             .unwrap();
         let (after, whole) = (
             std::fs::read(&staged).unwrap(),
-            std::fs::read(d[2].join("a.parquet")).unwrap(),
+            padded(&std::fs::read(d[2].join("a.parquet")).unwrap()),
         );
-        assert_eq!(
-            after[..b1.end as usize],
-            marked[..b1.end as usize],
-            "base not written"
-        );
-        assert_eq!(after[b1.end as usize..], whole[b1.end as usize..]);
+        assert_eq!(after[..from], marked[..from], "earlier pages not written");
+        assert_eq!(after[from..], whole[from..]);
         assert_eq!(after.len(), whole.len());
+        assert_eq!((entry.bytes as usize) % page, 0);
+        assert_eq!(entry.bytes, after.len() as u64);
+        // Unmarked, it reads back whole.
+        std::fs::write(&staged, &whole).unwrap();
+        assert_eq!(read_all(&staged), batch(0..2002));
     }
 
     #[test]
@@ -975,7 +1063,10 @@ mod tests {
         let opened = StagedFile {
             base: old.base_group().unwrap(),
             len: before.len() as u64,
-            file: prefetch_tail(&d[1].join("a.parquet"), before.len() as u64, true),
+            file: OpenOptions::new()
+                .write(true)
+                .open(d[1].join("a.parquet"))
+                .ok(),
         };
         assert!(opened.file.is_some());
         w.write_after_base(&d[1], "a", &old, Some(opened), &[batch(100..101)], &[])
@@ -1027,24 +1118,30 @@ mod tests {
                 .unwrap(),
             batch(90..100)
         );
-        // The same from the file as the prefetch opened it.
+        // The same from the file as the prefetch opened it, read from the
+        // last TAIL_READ bytes, from the page of the base's end, or from
+        // where a wrong base (the index of another version) says.
         let len = std::fs::metadata(&path).unwrap().len();
-        let opened = prefetch_tail(&path, len, false).unwrap();
-        let of_file = KeyFileTail::of_file(&path, opened, Some(&footer)).unwrap();
-        assert_eq!(
-            of_file.metadata.file_metadata(),
-            expecting.metadata.file_metadata()
-        );
-        assert_eq!(
-            of_file.metadata.row_groups(),
-            expecting.metadata.row_groups()
-        );
-        assert_eq!(
-            of_file
-                .read_row_groups(1..2, &batch(0..0).schema())
-                .unwrap(),
-            batch(90..100)
-        );
+        let base = whole.base_group().unwrap();
+        let wrong = |end| Some(BaseGroup { end, hash: 0 });
+        for hint in [None, Some(base), wrong(len), wrong(len - 9), wrong(5)] {
+            let opened = prefetch_tail(&path, len, hint).unwrap();
+            let of_file = KeyFileTail::of_file(&path, Some(opened), Some(&footer), hint).unwrap();
+            assert_eq!(
+                of_file.metadata.file_metadata(),
+                expecting.metadata.file_metadata()
+            );
+            assert_eq!(
+                of_file.metadata.row_groups(),
+                expecting.metadata.row_groups()
+            );
+            assert_eq!(
+                of_file
+                    .read_row_groups(1..2, &batch(0..0).schema())
+                    .unwrap(),
+                batch(90..100)
+            );
+        }
 
         // A file of another schema with as many columns (x as Int64): its
         // own schema is decoded, not the expected one.

@@ -408,7 +408,7 @@ struct Prepared {
 /// The length of a whole parquet file's trailer: the footer (the file's
 /// metadata, through which readers find every column chunk by offset), its
 /// length and the closing magic.
-fn parquet_trailer_len(file: &[u8]) -> usize {
+pub(crate) fn parquet_trailer_len(file: &[u8]) -> usize {
     use parquet::file::{metadata::FooterTail, FOOTER_SIZE};
     let tail = file
         .last_chunk::<FOOTER_SIZE>()

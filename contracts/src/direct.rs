@@ -63,10 +63,17 @@ impl AlignedBuf {
             return;
         }
         self.0.resize(len + pad, 0);
-        self.0
-            .copy_within(len - tail_len..len, len - tail_len + pad);
-        self.0[len - tail_len..len - tail_len + pad].fill(0);
+        gap_before_tail(&mut self.0, len, tail_len);
     }
+}
+
+/// `buf`, whose first `len` bytes end in a tail of `tail_len` bytes and
+/// which was grown past `len`, with that tail moved to its new end and
+/// zeros where it was: a gap before the tail.
+pub(crate) fn gap_before_tail(buf: &mut [u8], len: usize, tail_len: usize) {
+    let pad = buf.len() - len;
+    buf.copy_within(len - tail_len..len, len - tail_len + pad);
+    buf[len - tail_len..len - tail_len + pad].fill(0);
 }
 
 impl Write for AlignedBuf {

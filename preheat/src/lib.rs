@@ -310,6 +310,7 @@ fn fetch_and_publish(
                     published: cached.path_of(e),
                     file: e.file.clone(),
                     len: e.bytes,
+                    base: keys.get(symbol).and_then(|k| k.base),
                 })
             })
             .collect(),
@@ -333,6 +334,10 @@ fn fetch_and_publish(
     let cached_nulls = keys
         .iter()
         .map(|(k, s)| (k.clone(), s.nulls.clone()))
+        .collect();
+    let cached_bases = keys
+        .iter()
+        .filter_map(|(k, s)| Some((k.clone(), s.base?)))
         .collect();
     let total = tasks.len() as u64;
     let whole_table = opts.shape == Shape::Auto
@@ -421,6 +426,7 @@ fn fetch_and_publish(
             writer,
             metadata,
             cached_nulls,
+            cached_bases,
             overlap_days: opts.overlap_days,
             prefetch: prefetch.clone(),
         });

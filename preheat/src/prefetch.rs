@@ -1,15 +1,16 @@
 //! The prefetch of an incremental refresh: a thread of its own asks the
 //! disk at the start for what each incremental symbol's writer will read of
-//! its published file and complete of its staging file (see
-//! [`kiln_contracts::append::prefetch_tail`]), and hands the files it opened
-//! for that to the writers, which would otherwise open them again.
+//! its published file (see [`kiln_contracts::append::prefetch_tail`]),
+//! opens its staging file (which the writer overwrites in whole pages, so
+//! nothing of it is read), and hands the files to the writers, which would
+//! otherwise open them again.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 
-use kiln_contracts::append::prefetch_tail;
+use kiln_contracts::append::{prefetch_tail, BaseGroup};
 
 use crate::cache::StagingView;
 
@@ -24,12 +25,14 @@ pub struct Opened {
 }
 
 /// What one symbol's prefetch should read: its published file, that
-/// file's name in the staging copy, and its length.
+/// file's name in the staging copy, and the published file's length and
+/// base group (by the index).
 pub struct Wanted {
     pub symbol: String,
     pub published: PathBuf,
     pub file: String,
     pub len: u64,
+    pub base: Option<BaseGroup>,
 }
 
 enum Slot {
@@ -105,8 +108,11 @@ impl Prefetch {
             let (generation, opened) = {
                 let view = staging.read().expect("staging lock");
                 let opened = Opened {
-                    published: prefetch_tail(&w.published, w.len, false),
-                    staged: prefetch_tail(&view.dir.join(&w.file), w.len, true),
+                    published: prefetch_tail(&w.published, w.len, w.base),
+                    staged: OpenOptions::new()
+                        .write(true)
+                        .open(view.dir.join(&w.file))
+                        .ok(),
                 };
                 (view.generation, opened)
             };
@@ -174,6 +180,7 @@ mod tests {
                     published: published.join(&file),
                     file,
                     len: name.len() as u64,
+                    base: None,
                 }
             })
             .collect();
@@ -199,9 +206,11 @@ mod tests {
         prefetch.run(wanted, &view);
         let a = prefetch.take("a", 3).expect("opened");
         assert_eq!(read(a.published.as_ref().unwrap()), "a");
+        // The staging file, open for writing (only).
         let mut staged = a.staged.unwrap();
-        assert_eq!(read(&staged), "A");
         staged.write_all(b"!").expect("open for writing");
+        let staged_path = view.read().unwrap().dir.join("a.parquet");
+        assert_eq!(std::fs::read_to_string(staged_path).unwrap(), "!");
         assert!(prefetch.take("a", 3).is_none(), "handed over once");
         // After a checkpoint the names may mean other files.
         assert!(prefetch.take("b", 4).is_none());

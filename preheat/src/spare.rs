@@ -26,8 +26,9 @@ pub type FileState = (BaseGroup, u64);
 
 /// Make `to` (a staging copy's file that holds `staged`, by the spare's
 /// index) byte for byte the published `from` (which holds `published`),
-/// writing only what follows their common base group — nothing when that
-/// is already equal. `false`, with `to` untouched, when this cannot be done:
+/// writing only the pages from the one where their common base group ends
+/// on (whole: a page partly written is first read) — nothing when that is
+/// already equal. `false`, with `to` untouched, when this cannot be done:
 /// the base groups differ, or `to` is not a private regular file of the
 /// recorded length (missing, linked, or left otherwise by a killed run).
 /// Not fsynced: the caller syncs the copy before publishing it.
@@ -48,17 +49,18 @@ pub fn catch_up(
     if !meta.is_file() || meta.nlink() != 1 || meta.len() != to_len {
         return Ok(false);
     }
+    let start = base.end - base.end % rustix::param::page_size() as u64;
     let suffix = read_at(
         &File::open(from).map_err(|e| PreheatError::io(from, e))?,
         from,
-        base.end,
+        start,
         from_len,
     )?;
-    if to_len == from_len && read_at(&target, to, base.end, to_len)? == suffix {
+    if to_len == from_len && read_at(&target, to, start, to_len)? == suffix {
         return Ok(true);
     }
     target
-        .write_all_at(&suffix, base.end)
+        .write_all_at(&suffix, start)
         .map_err(|e| PreheatError::io(to, e))?;
     if to_len > from_len {
         target

@@ -67,6 +67,9 @@ pub struct WriteContext {
     pub metadata: Vec<(String, String)>,
     /// Null counts of the cached files (from the index).
     pub cached_nulls: HashMap<String, BTreeMap<String, u64>>,
+    /// Base groups of the cached files (from the index): where a refresh
+    /// starts reading them.
+    pub cached_bases: HashMap<String, BaseGroup>,
     /// `--overlap-days`: rows this recent go to a file's tail row group, so
     /// the next refresh (which refetches them) keeps the base as bytes.
     pub overlap_days: u32,
@@ -210,12 +213,9 @@ impl WriteContext {
         let cached = self.cached.as_ref().expect("entry implies cache");
         let path = cached.path_of(entry);
         let Opened { published, staged } = opened.unwrap_or_default();
-        let old = match (published, &self.footer) {
-            (Some(file), footer) => KeyFileTail::of_file(&path, file, footer.as_ref()),
-            (None, Some(footer)) => KeyFileTail::open_expecting(&path, footer),
-            (None, None) => KeyFileTail::open(&path),
-        }
-        .map_err(|e| format!("cannot read the cached file: {e}"))?;
+        let base = self.cached_bases.get(symbol).copied();
+        let old = KeyFileTail::of_file(&path, published, self.footer.as_ref(), base)
+            .map_err(|e| format!("cannot read the cached file: {e}"))?;
         let date_name = &self.schema.columns[self.schema.date].name;
         let (Some(_), Some(groups)) = (old.base_group(), old.row_group_dates(date_name)) else {
             return Ok(None);
