@@ -380,7 +380,11 @@ fn fetch_and_publish(
         let work_rx = work_rx;
         if list_later {
             scope.spawn(move || {
-                let _ = list_tx.send(source.list_symbols());
+                let listing = source.list_symbols();
+                if let Ok(all) = &listing {
+                    tracing::info!(symbols = all.len(), "symbol list read");
+                }
+                let _ = list_tx.send(listing);
             });
         }
         let fetching = scope.spawn(move || -> Result<u64, PreheatError> {
