@@ -31,6 +31,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kiln_contracts::append::BaseGroup;
 use kiln_contracts::dataset::{Codec, KeyFileWriter};
 use kiln_contracts::{ColumnType, FileFormat};
 
@@ -297,9 +298,15 @@ fn fetch_and_publish(
     if let Some(t) = source.table() {
         metadata.push(("kiln.preheat.table".to_string(), t));
     }
-    // What each incremental fetch will read of the published file and
-    // rewrite in place in the staging copy (once it is ready), asked of
-    // the disk at once.
+    // Where each cached file's base group ends (the index's record): its
+    // refresh reads the file from there.
+    let cached_bases: HashMap<String, BaseGroup> = keys
+        .iter()
+        .filter_map(|(k, s)| Some((k.clone(), s.base?)))
+        .collect();
+    // What each incremental fetch will read of the published file, asked
+    // of the disk at once (its staging file, which it overwrites in whole
+    // pages, is only opened for it).
     let wanted: Vec<Wanted> = match &cache.dataset {
         Some(cached) => tasks
             .iter()
@@ -310,7 +317,7 @@ fn fetch_and_publish(
                     published: cached.path_of(e),
                     file: e.file.clone(),
                     len: e.bytes,
-                    base: keys.get(symbol).and_then(|k| k.base),
+                    base: cached_bases.get(symbol).copied(),
                 })
             })
             .collect(),
@@ -334,10 +341,6 @@ fn fetch_and_publish(
     let cached_nulls = keys
         .iter()
         .map(|(k, s)| (k.clone(), s.nulls.clone()))
-        .collect();
-    let cached_bases = keys
-        .iter()
-        .filter_map(|(k, s)| Some((k.clone(), s.base?)))
         .collect();
     let total = tasks.len() as u64;
     let whole_table = opts.shape == Shape::Auto

@@ -54,8 +54,8 @@ struct Slots {
 /// Files opened by the prefetch, waiting for their writers.
 pub struct Prefetch {
     slots: Mutex<Slots>,
-    /// Symbols whose files may wait open at once: beyond it, files are
-    /// advised and closed as before (their writers open them again).
+    /// Symbols whose files may wait open at once: beyond it, published
+    /// files are only advised (their writers open both files themselves).
     limit: usize,
 }
 
@@ -90,8 +90,9 @@ impl Prefetch {
     }
 
     /// Go through `wanted` in order (the prefetch thread): advise each
-    /// symbol's two files and keep them open for its writer, unless the
-    /// writer already came or the limit is reached.
+    /// symbol's published file and keep it and its staging file open for
+    /// its writer, unless the writer already came; beyond the limit, only
+    /// advise the published file.
     pub fn run(&self, wanted: Vec<Wanted>, staging: &RwLock<StagingView>) {
         for w in wanted {
             let keep = {
@@ -102,6 +103,12 @@ impl Prefetch {
                 }
                 slots.open < self.limit
             };
+            if !keep {
+                // Nothing of the staging file is read (its writer writes
+                // whole pages): opening it would be for nothing.
+                prefetch_tail(&w.published, w.len, w.base);
+                continue;
+            }
             // Read under the staging lock: a checkpoint (which takes it for
             // writing) cannot move the staging copy between reading its
             // generation and opening its file.
@@ -116,9 +123,6 @@ impl Prefetch {
                 };
                 (view.generation, opened)
             };
-            if !keep {
-                continue;
-            }
             let mut slots = self.slots.lock().expect("prefetch lock");
             if slots.by_symbol.remove(&w.symbol).is_none() {
                 slots
