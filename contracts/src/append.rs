@@ -260,11 +260,10 @@ impl Write for Suffix {
     }
 }
 
-/// The encoded arrow schema in a file's footer.
-fn arrow_schema_of(metadata: &ParquetMetaData) -> Option<&str> {
-    metadata
-        .file_metadata()
-        .key_value_metadata()?
+/// The encoded arrow schema in a footer's key-value metadata (a file's, or
+/// the writer properties' that make one).
+pub(crate) fn arrow_schema_in(key_values: Option<&Vec<KeyValue>>) -> Option<&str> {
+    key_values?
         .iter()
         .find(|kv| kv.key == parquet::arrow::ARROW_SCHEMA_META_KEY)?
         .value
@@ -365,9 +364,10 @@ impl KeyFileTail {
                 .parse_and_finish(&reader)
         };
         let expected = footer.and_then(|f| {
-            parse(Some(&f.descr))
-                .ok()
-                .filter(|m| arrow_schema_of(m) == Some(f.arrow_schema.as_str()))
+            parse(Some(&f.descr)).ok().filter(|m| {
+                arrow_schema_in(m.file_metadata().key_value_metadata())
+                    == Some(f.arrow_schema.as_str())
+            })
         });
         let metadata = match expected {
             Some(metadata) => metadata,

@@ -528,13 +528,9 @@ impl KeyFileWriter {
         let parquet_schema = ArrowSchemaConverter::new()
             .with_coerce_types(props.coerce_types())
             .convert(schema)?;
-        let arrow_schema = props
-            .key_value_metadata()
-            .into_iter()
-            .flatten()
-            .find(|kv| kv.key == parquet::arrow::ARROW_SCHEMA_META_KEY)
-            .and_then(|kv| kv.value.clone())
-            .unwrap_or_default();
+        let arrow_schema = crate::append::arrow_schema_in(props.key_value_metadata())
+            .unwrap_or_default()
+            .to_owned();
         let footer = FooterSchema {
             descr: Arc::new(parquet_schema.clone()),
             arrow_schema,
